@@ -1,0 +1,470 @@
+"""The variant catalog: one typed, immutable record per CNI variant.
+
+This module is the single source of truth that the Pulumi components, the policy pack, the
+local lab and the reports read. Nothing else in the project may hard-code a port, an
+overhead, a chart version or an IAM action of a variant.
+
+Every fact carries the source it was checked against (repository, path, tag).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+
+class UnknownVariantError(ValueError):
+    """A variant name that is not in the catalog."""
+
+    def __init__(self, name: str, key: str = "cnibench:variant") -> None:
+        self.name = name
+        super().__init__(
+            f"{key}: unknown variant {name!r}; valid variants: {', '.join(sorted(CATALOG))}"
+        )
+
+
+class Underlay(str, enum.Enum):
+    """What the network between the two benchmark nodes must provide."""
+
+    L2 = "same-l2-subnet"  # pod routes point at the peer node IP: it must be on-link
+    L3 = "l3"  # encapsulated: any IP reachability between nodes is enough
+    VPC_ROUTES = "vpc-route-table"  # one VPC route per node's pod range (flannel aws-vpc)
+    ENI = "vpc-eni"  # pods get VPC addresses from ENIs (cilium ENI IPAM)
+
+    @property
+    def needs_l2(self) -> bool:
+        return self is Underlay.L2
+
+
+class InstallMethod(str, enum.Enum):
+    HELM = "helm"  # helm.v3.Release of a pinned chart
+    MANIFEST = "manifest"  # typed Kubernetes resources equivalent to the upstream manifest
+    NODE_CONFIG = "node-config"  # CNI config file + reference plugins written at bootstrap
+
+
+@dataclass(frozen=True)
+class Install:
+    method: InstallMethod
+    version: str  # the pinned CNI release (chart version for Helm)
+    source: str  # the upstream manifest / chart repository / release the install follows
+    chart: str | None = None  # Helm chart name (HELM only)
+
+
+@dataclass(frozen=True)
+class PortRule:
+    """Traffic the underlay must admit between nodes, as an AWS security-group rule sees it.
+
+    ``protocol`` is ``tcp``, ``udp``, ``icmp`` or an IP protocol number as a string ("4" for
+    IP-in-IP). Protocol-number rules carry no ports.
+    """
+
+    protocol: str
+    from_port: int | None = None
+    to_port: int | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.protocol in ("tcp", "udp"):
+            if self.from_port is None:
+                raise ValueError(f"{self.protocol} rule needs a port: {self.description}")
+            if self.to_port is None:
+                object.__setattr__(self, "to_port", self.from_port)
+        elif self.from_port is not None and self.protocol != "icmp":
+            raise ValueError(f"IP protocol {self.protocol} takes no ports: {self.description}")
+
+    @property
+    def label(self) -> str:
+        if self.protocol in ("tcp", "udp"):
+            ports = str(self.from_port) if self.from_port == self.to_port else f"{self.from_port}-{self.to_port}"
+            return f"{self.protocol}/{ports}"
+        if self.protocol == "icmp":
+            return "icmp"
+        return f"ip-proto/{self.protocol}"
+
+
+def freeze(value: Any) -> Any:
+    """Deep-freeze dicts and lists so a catalog record cannot be mutated by a consumer."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """The inverse of :func:`freeze`: plain dicts and lists, e.g. for Helm values."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    cni: str
+    install: Install
+    datapath: Mapping[str, Any]  # CNI-specific settings (net-conf Backend, args, Helm values)
+    encap_overhead: int  # bytes the datapath adds to every packet on the wire
+    underlay: Underlay
+    ports: tuple[PortRule, ...]  # between nodes, beyond what Kubernetes itself needs
+    min_kernel: tuple[int, int]
+    replaces_kube_proxy: bool = False
+    source_dest_check_off: bool = False
+    iam_actions: tuple[str, ...] = ()
+    lab_datapath: str | None = None  # the local-lab datapath that reproduces it, if any
+    summary: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "datapath", freeze(self.datapath))
+        if self.encap_overhead < 0:
+            raise ValueError(f"{self.name}: negative encapsulation overhead")
+
+    @property
+    def cni_version(self) -> str:
+        return self.install.version
+
+    @property
+    def needs_l2(self) -> bool:
+        return self.underlay.needs_l2
+
+    @property
+    def min_kernel_label(self) -> str:
+        return f"{self.min_kernel[0]}.{self.min_kernel[1]}"
+
+    def pod_mtu(self, underlay_mtu: int) -> int:
+        """The MTU pods must use on an underlay of ``underlay_mtu`` bytes."""
+        mtu = underlay_mtu - self.encap_overhead
+        if mtu < 576:
+            raise ValueError(
+                f"{self.name}: underlay MTU {underlay_mtu} leaves {mtu} bytes for pods "
+                f"after {self.encap_overhead} bytes of encapsulation (minimum 576)"
+            )
+        return mtu
+
+    def kernel_ok(self, kernel: str | tuple[int, int]) -> bool:
+        return parse_kernel(kernel) >= self.min_kernel
+
+
+def parse_kernel(kernel: str | tuple[int, int]) -> tuple[int, int]:
+    """``"6.1.0-13-cloud-amd64"`` -> ``(6, 1)``."""
+    if isinstance(kernel, tuple):
+        return kernel
+    parts = kernel.strip().split(".")
+    try:
+        return int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or 0)
+    except (IndexError, ValueError):
+        raise ValueError(f"cannot read a kernel version from {kernel!r}") from None
+
+
+# ---------------------------------------------------------------------------------------
+# Kubernetes itself (not the CNI): ports between the nodes of a kubeadm cluster.
+# Source: kubernetes/website content/en/docs/reference/networking/ports-and-protocols.md
+KUBERNETES_NODE_PORTS: tuple[PortRule, ...] = (
+    PortRule("tcp", 6443, description="Kubernetes API server"),
+    PortRule("tcp", 2379, 2380, description="etcd server client API"),
+    PortRule("tcp", 10250, description="kubelet API"),
+    PortRule("tcp", 10256, description="kube-proxy health (kube-proxy --healthz-bind-address)"),
+    PortRule("tcp", 10257, description="kube-controller-manager"),
+    PortRule("tcp", 10259, description="kube-scheduler"),
+    PortRule("tcp", 30000, 32767, description="NodePort services"),
+    PortRule("udp", 30000, 32767, description="NodePort services (UDP)"),
+)
+
+# ---------------------------------------------------------------------------------------
+# Pinned releases.
+# flannel: github flannel-io/flannel, Documentation/kube-flannel.yml at the tag.
+FLANNEL_VERSION = "v0.28.9"
+FLANNEL_MANIFEST = "https://github.com/flannel-io/flannel/releases/download/{v}/kube-flannel.yml"
+# The aws-vpc backend was removed in v0.20.0; v0.19.2 is the last release that ships it
+# (flannel-io/flannel pkg/backend/awsvpc exists at v0.19.2, not at v0.20.0).
+FLANNEL_AWS_VPC_VERSION = "v0.19.2"
+# kube-router: github cloudnativelabs/kube-router, daemonset/generic-kuberouter-all-features.yaml
+KUBE_ROUTER_VERSION = "v2.11.1"
+KUBE_ROUTER_MANIFEST = (
+    "https://raw.githubusercontent.com/cloudnativelabs/kube-router/{v}/daemonset/"
+    "generic-kuberouter-all-features.yaml"
+)
+# cilium: chart "cilium" from https://helm.cilium.io/ (cilium/cilium install/kubernetes/cilium)
+CILIUM_CHART_VERSION = "1.18.4"
+CILIUM_REPOSITORY = "https://helm.cilium.io/"
+# reference CNI plugins: github containernetworking/plugins releases
+CNI_PLUGINS_VERSION = "v1.9.1"
+CNI_PLUGINS_RELEASE = (
+    "https://github.com/containernetworking/plugins/releases/download/{v}/"
+    "cni-plugins-linux-amd64-{v}.tgz"
+)
+
+# Ports, from the projects' sources.
+# flannel Documentation/backends.md: vxlan "Port ... Defaults to 8472"; wireguard
+# "ListenPort ... Defaults to 51820"; ipip uses IP protocol 4.
+_FLANNEL_VXLAN_PORT = PortRule("udp", 8472, description="flannel vxlan")
+_FLANNEL_WG_PORT = PortRule("udp", 51820, description="flannel wireguard")
+_IPIP = PortRule("4", description="IP-in-IP encapsulation")
+# kube-router docs/user-guide.md (v2.11.1): iBGP between nodes on tcp 179; the overlay is
+# IP-in-IP (IP protocol 4) unless --overlay-encap=fou (udp 5555). kube-router states no kernel
+# minimum; IPVS needs ip_vs, ip_vs_rr, ip_vs_wrr, ip_vs_sh, ip_set, xt_set. We require 4.19, the
+# oldest LTS kernel still supported by the distributions the cluster is built on.
+_BGP = PortRule("tcp", 179, description="kube-router BGP")
+# cilium Documentation/operations/system_requirements.rst (firewall rules): health checks
+# tcp 4240 and ICMP echo between nodes, vxlan udp 8472, geneve udp 6081.
+_CILIUM_HEALTH = (
+    PortRule("tcp", 4240, description="cilium-health"),
+    PortRule("icmp", description="cilium-health ICMP echo"),
+)
+_CILIUM_VXLAN = PortRule("udp", 8472, description="cilium vxlan")
+_CILIUM_GENEVE = PortRule("udp", 6081, description="cilium geneve")
+
+# Kernel minima.
+# flannel vxlan: Documentation/backends.md recommends vxlan "on Linux 3.7+"? kept at the
+# kube-flannel supported baseline; wireguard: in-tree since Linux 5.6.
+# cilium: Documentation/operations/system_requirements.rst of the pinned release.
+_CILIUM_MIN_KERNEL = (5, 10)
+
+# flannel aws-vpc (v0.19.2): Documentation/backends.md lists CreateRoute, DeleteRoute,
+# DescribeRouteTables, ModifyNetworkInterfaceAttribute, DescribeInstances; the
+# aws-vpc-backend.md page adds ReplaceRoute; backend/awsvpc always calls DescribeInstances.
+# The union is what the node role gets.
+FLANNEL_AWS_VPC_IAM = (
+    "ec2:CreateRoute",
+    "ec2:DeleteRoute",
+    "ec2:ReplaceRoute",
+    "ec2:DescribeRouteTables",
+    "ec2:DescribeInstances",
+    "ec2:ModifyNetworkInterfaceAttribute",
+)
+# cilium ENI IPAM: Documentation/network/concepts/ipam/eni.rst "Required Privileges".
+CILIUM_ENI_IAM = (
+    "ec2:CreateNetworkInterface",
+    "ec2:AttachNetworkInterface",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:ModifyNetworkInterfaceAttribute",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+    "ec2:DescribeInstances",
+    "ec2:DescribeInstanceTypes",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeSecurityGroups",
+    "ec2:CreateTags",
+)
+
+
+def _flannel(name: str, backend: Mapping[str, Any], **kw: Any) -> Variant:
+    version = kw.pop("version", FLANNEL_VERSION)
+    return Variant(
+        name=name,
+        cni="flannel",
+        install=Install(InstallMethod.MANIFEST, version, FLANNEL_MANIFEST.format(v=version)),
+        datapath={"Backend": backend},
+        **kw,
+    )
+
+
+def _kube_router(name: str, args: tuple[str, ...], **kw: Any) -> Variant:
+    return Variant(
+        name=name,
+        cni="kube-router",
+        install=Install(
+            InstallMethod.MANIFEST, KUBE_ROUTER_VERSION, KUBE_ROUTER_MANIFEST.format(v=KUBE_ROUTER_VERSION)
+        ),
+        datapath={"args": args},
+        **kw,
+    )
+
+
+def _cilium(name: str, values: Mapping[str, Any], **kw: Any) -> Variant:
+    return Variant(
+        name=name,
+        cni="cilium",
+        install=Install(InstallMethod.HELM, CILIUM_CHART_VERSION, CILIUM_REPOSITORY, chart="cilium"),
+        datapath={"values": values},
+        min_kernel=kw.pop("min_kernel", _CILIUM_MIN_KERNEL),
+        **kw,
+    )
+
+
+_VARIANTS: tuple[Variant, ...] = (
+    _flannel(
+        "flannel-vxlan",
+        {"Type": "vxlan", "VNI": 1, "Port": 8472},
+        # flannel pkg/backend/vxlan: the vxlan device MTU is the external MTU minus 50.
+        encap_overhead=50,
+        underlay=Underlay.L3,
+        ports=(_FLANNEL_VXLAN_PORT,),
+        min_kernel=(3, 7),
+        lab_datapath="vxlan",
+        summary="VXLAN overlay (VNI 1, udp 8472)",
+    ),
+    _flannel(
+        "flannel-host-gw",
+        {"Type": "host-gw"},
+        encap_overhead=0,
+        underlay=Underlay.L2,
+        ports=(),
+        min_kernel=(3, 10),
+        source_dest_check_off=True,
+        lab_datapath="host-gw",
+        summary="routes to each node's pod range via the node IP",
+    ),
+    _flannel(
+        "flannel-ipip",
+        {"Type": "ipip"},
+        encap_overhead=20,
+        underlay=Underlay.L3,
+        ports=(_IPIP,),
+        min_kernel=(3, 10),
+        lab_datapath="ipip",
+        summary="IP-in-IP tunnel (IP protocol 4)",
+    ),
+    _flannel(
+        "flannel-wireguard",
+        {"Type": "wireguard", "ListenPort": 51820},
+        # flannel pkg/backend/wireguard/wireguard_network.go (v0.28.9) subtracts 80 bytes
+        # (room for an IPv6 outer header; 60 would do for IPv4 only): we follow the code.
+        encap_overhead=80,
+        underlay=Underlay.L3,
+        ports=(_FLANNEL_WG_PORT,),
+        min_kernel=(5, 6),
+        lab_datapath=None,
+        summary="encrypted WireGuard tunnel (udp 51820)",
+    ),
+    _flannel(
+        "flannel-aws-vpc",
+        {"Type": "aws-vpc"},  # RouteTableID is filled in from the stack's route table
+        version=FLANNEL_AWS_VPC_VERSION,
+        encap_overhead=0,
+        underlay=Underlay.VPC_ROUTES,
+        ports=(),
+        min_kernel=(3, 10),
+        source_dest_check_off=True,
+        iam_actions=FLANNEL_AWS_VPC_IAM,
+        lab_datapath="host-gw",
+        summary="one VPC route per node's pod range (flannel v0.19.2)",
+    ),
+    _kube_router(
+        "kube-router-overlay",
+        ("--run-router=true", "--run-firewall=true", "--run-service-proxy=false",
+         "--enable-overlay=true", "--overlay-type=full", "--overlay-encap=ipip"),
+        encap_overhead=20,
+        underlay=Underlay.L3,
+        ports=(_BGP, _IPIP),
+        min_kernel=(4, 19),
+        lab_datapath="ipip",
+        summary="BGP routes over an IP-in-IP tunnel between all nodes (--overlay-type=full)",
+    ),
+    _kube_router(
+        "kube-router-native",
+        ("--run-router=true", "--run-firewall=true", "--run-service-proxy=false",
+         "--enable-overlay=false"),
+        encap_overhead=0,
+        underlay=Underlay.L2,
+        ports=(_BGP,),
+        min_kernel=(4, 19),
+        source_dest_check_off=True,
+        lab_datapath="host-gw",
+        summary="BGP-learned direct routes, no tunnel",
+    ),
+    _kube_router(
+        "kube-router-proxy",
+        ("--run-router=true", "--run-firewall=true", "--run-service-proxy=true",
+         "--enable-overlay=false"),
+        encap_overhead=0,  # 20 bytes on services annotated for DSR (IPIP to the backend)
+        underlay=Underlay.L2,
+        ports=(_BGP, _IPIP),
+        min_kernel=(4, 19),
+        replaces_kube_proxy=True,
+        source_dest_check_off=True,
+        lab_datapath="host-gw",
+        summary="native routing + IPVS service proxy replacing kube-proxy",
+    ),
+    _cilium(
+        "cilium-vxlan",
+        {"routingMode": "tunnel", "tunnelProtocol": "vxlan"},
+        # cilium pkg/mtu: TunnelOverhead = 50 bytes for vxlan and geneve.
+        encap_overhead=50,
+        underlay=Underlay.L3,
+        ports=(*_CILIUM_HEALTH, _CILIUM_VXLAN),
+        lab_datapath="vxlan",
+        summary="eBPF datapath, VXLAN tunnel",
+    ),
+    _cilium(
+        "cilium-geneve",
+        {"routingMode": "tunnel", "tunnelProtocol": "geneve"},
+        encap_overhead=50,
+        underlay=Underlay.L3,
+        ports=(*_CILIUM_HEALTH, _CILIUM_GENEVE),
+        lab_datapath="geneve",
+        summary="eBPF datapath, Geneve tunnel",
+    ),
+    _cilium(
+        "cilium-native",
+        {"routingMode": "native", "autoDirectNodeRoutes": True},
+        encap_overhead=0,
+        underlay=Underlay.L2,
+        ports=_CILIUM_HEALTH,
+        source_dest_check_off=True,
+        lab_datapath="host-gw",
+        summary="eBPF datapath, native routing with auto direct node routes",
+    ),
+    _cilium(
+        "cilium-native-kpr",
+        {"routingMode": "native", "autoDirectNodeRoutes": True, "kubeProxyReplacement": True,
+         "bpf": {"masquerade": True}},
+        encap_overhead=0,
+        underlay=Underlay.L2,
+        ports=_CILIUM_HEALTH,
+        replaces_kube_proxy=True,
+        source_dest_check_off=True,
+        lab_datapath="host-gw",
+        summary="native routing + eBPF kube-proxy replacement and BPF masquerading",
+    ),
+    _cilium(
+        "cilium-eni",
+        {"eni": {"enabled": True}, "ipam": {"mode": "eni"}, "routingMode": "native",
+         "egressMasqueradeInterfaces": "ens+"},
+        encap_overhead=0,
+        underlay=Underlay.ENI,
+        ports=_CILIUM_HEALTH,
+        iam_actions=CILIUM_ENI_IAM,
+        lab_datapath=None,
+        summary="pods get VPC addresses from ENIs (AWS ENI IPAM)",
+    ),
+    Variant(
+        name="ipvlan",
+        cni="ipvlan",
+        install=Install(
+            InstallMethod.NODE_CONFIG, CNI_PLUGINS_VERSION, CNI_PLUGINS_RELEASE.format(v=CNI_PLUGINS_VERSION)
+        ),
+        # containernetworking/plugins plugins/main/ipvlan: master, mode (l2|l3|l3s), mtu.
+        datapath={"plugin": "ipvlan", "mode": "l2", "ipam": "host-local"},
+        encap_overhead=0,
+        underlay=Underlay.L2,
+        ports=(),
+        # the ipvlan driver entered Linux in 3.19
+        min_kernel=(3, 19),
+        lab_datapath="ipvlan",
+        summary="ipvlan L2 slaves of the node ENI, VPC secondary IPs via host-local",
+    ),
+)
+
+CATALOG: Mapping[str, Variant] = MappingProxyType({v.name: v for v in _VARIANTS})
+if len(CATALOG) != len(_VARIANTS):  # pragma: no cover - guards the table above
+    raise RuntimeError("duplicate variant name in the catalog")
+
+
+def get_variant(name: str, key: str = "cnibench:variant") -> Variant:
+    """The catalog record for ``name``; the error lists every valid variant."""
+    try:
+        return CATALOG[name]
+    except KeyError:
+        raise UnknownVariantError(name, key) from None
+
+
+def variant_names() -> list[str]:
+    return sorted(CATALOG)

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+
+from cnibench.config import (
+    SSH_AUTO, ConfigError, StackConfig, config_keys, parse_config, resolve_ssh_cidr,
+)
+from cnibench.variants import CATALOG
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD = {"variant": "cilium-native"}
+
+
+def problems(**raw) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        parse_config({**GOOD, **raw})
+    return err.value.problems
+
+
+def one_problem(**raw) -> str:
+    found = problems(**raw)
+    assert len(found) == 1, found
+    return found[0]
+
+
+# --- Pulumi.yaml declares every key, with the same defaults the code carries -----------
+PULUMI_TYPES = {"str": "string", "int": "integer", "bool": "boolean"}
+
+
+def test_pulumi_yaml_declares_every_key_with_type_description_default():
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == "cnibench"
+    assert project["stackConfigDir"] == "stacks"
+    assert project["runtime"]["name"] == "python"
+    assert project["runtime"]["options"]["virtualenv"]
+    declared = project["config"]
+    assert set(declared) == set(config_keys())
+    for key, info in config_keys().items():
+        decl = declared[key]
+        assert decl["description"] == info.description, key
+        expected_type = PULUMI_TYPES.get(getattr(info.annotation, "__name__", ""), "array")
+        assert decl["type"] == expected_type, key
+        default = info.default
+        assert decl["default"] == (list(default) if isinstance(default, tuple) else default), key
+        if expected_type == "array":
+            assert decl["items"]["type"] in {"integer", "string"}
+
+
+def test_defaults_parse():
+    cfg = parse_config(GOOD)
+    assert cfg.az == "us-east-1a"
+    assert cfg.node_count == 3
+    assert cfg.pod_mtu == 9001
+    assert cfg.benchmark_load_levels == (30, 50, 70)
+    assert cfg.ssh_ingress_cidr == SSH_AUTO
+
+
+def test_strings_as_pulumi_hands_them_over():
+    cfg = parse_config({
+        "variant": "flannel-vxlan", "benchmarkRepeat": "5", "splitSubnets": "true",
+        "benchmarkLoadLevels": "[20, 40]", "extraTags": '["team=net", "cost-center=42"]',
+    })
+    assert cfg.benchmark_repeat == 5 and cfg.split_subnets is True
+    assert cfg.benchmark_load_levels == (20, 40)
+    assert cfg.tags == {"team": "net", "cost-center": "42"}
+    assert cfg.pod_mtu == 8951
+
+
+# --- each bad-config case names the key, the value and the valid choices ---------------
+def test_unknown_variant_lists_valid_variants():
+    msg = one_problem(variant="calico-bgp")
+    assert msg.startswith("cnibench:variant:") and "'calico-bgp'" in msg
+    for name in CATALOG:
+        assert name in msg
+
+
+def test_missing_variant():
+    with pytest.raises(ConfigError) as err:
+        parse_config({})
+    assert "cnibench:variant: unknown variant (not set)" in str(err.value)
+
+
+@pytest.mark.parametrize("key", ["vpcCidr", "podCidr", "serviceCidr", "sshIngressCidr"])
+@pytest.mark.parametrize("bad", ["10.0.0.0/33", "10.1.2.3/16", "banana"])
+def test_malformed_cidr(key, bad):
+    msg = one_problem(**{key: bad})
+    assert msg.startswith(f"cnibench:{key}:") and repr(bad) in msg and "e.g. 10.244.0.0/16" in msg
+
+
+def test_overlapping_cidrs():
+    msg = one_problem(podCidr="10.20.0.0/16")
+    assert "cnibench:podCidr" in msg and "overlaps cnibench:vpcCidr" in msg
+    msg = one_problem(serviceCidr="10.244.128.0/20")
+    assert "cnibench:podCidr" in msg and "cnibench:serviceCidr" in msg
+
+
+def test_pod_cidr_too_small_for_the_nodes():
+    msg = one_problem(podCidr="10.244.0.0/23")  # two /24 node ranges, three nodes
+    assert "cnibench:podCidr" in msg and "3 nodes" in msg and "/22" in msg
+    # two nodes fit when the control plane runs on a benchmark node
+    parse_config({**GOOD, "podCidr": "10.244.0.0/23", "controlPlaneOnBenchmarkNode": True})
+    msg = one_problem(podCidr="10.244.0.0/25")
+    assert "holds 0 node range" in msg
+
+
+def test_ssh_from_anywhere_needs_explicit_consent():
+    msg = one_problem(sshIngressCidr="0.0.0.0/0")
+    assert "cnibench:sshIngressCidr" in msg and "allowSshFromAnywhere" in msg
+    cfg = parse_config({**GOOD, "sshIngressCidr": "0.0.0.0/0", "allowSshFromAnywhere": True})
+    assert cfg.ssh_ingress_cidr == "0.0.0.0/0"
+
+
+@pytest.mark.parametrize("key", ["benchmarkDuration", "benchmarkRepeat", "benchmarkStreams",
+                                 "benchmarkTimeout", "expiryHours"])
+@pytest.mark.parametrize("value", [0, -3])
+def test_non_positive_durations_and_repetitions(key, value):
+    found = problems(**{key: value})
+    assert any(p.startswith(f"cnibench:{key}: {value} must be a positive") for p in found), found
+
+
+def test_load_levels_and_sizes():
+    assert "1..100" in one_problem(benchmarkLoadLevels=[50, 120])
+    assert "at least one" in one_problem(benchmarkLoadLevels=[])
+    assert "positive byte count" in one_problem(benchmarkResponseSizes=[0])
+    assert "JSON list" in one_problem(benchmarkLoadLevels="30,50")
+
+
+def test_wrong_type_names_the_expected_type_and_default():
+    msg = one_problem(benchmarkRepeat="three")
+    assert msg.startswith("cnibench:benchmarkRepeat: 'three' is invalid") and "whole number" in msg
+    assert "default 3" in msg
+
+
+def test_unknown_key_lists_the_valid_keys():
+    msg = one_problem(instancetype="c6i.large")
+    assert msg.startswith("cnibench:instancetype: unknown config key") and "instanceType" in msg
+
+
+def test_region_zone_mtu_and_tags():
+    assert "us-east-1" in one_problem(region="useast")
+    assert "not a zone of region" in one_problem(availabilityZone="eu-west-1a")
+    assert "between 1280 and 9001" in one_problem(underlayMtu=9500)
+    assert "key=value" in one_problem(extraTags=["no-equals-sign"])
+
+
+def test_every_problem_is_reported_at_once():
+    found = problems(variant="x", podCidr="10.96.0.0/16", benchmarkRepeat=0, sshIngressCidr="0.0.0.0/0")
+    keys = {p.split(":")[1] for p in found}
+    assert {"variant", "podCidr", "benchmarkRepeat", "sshIngressCidr"} <= keys
+
+
+def test_ssh_auto_resolution():
+    cfg = parse_config(GOOD)
+    assert resolve_ssh_cidr(cfg, lookup=lambda: "203.0.113.7\n") == "203.0.113.7/32"
+    with pytest.raises(ConfigError, match="set it explicitly"):
+        resolve_ssh_cidr(cfg, lookup=lambda: "<html>proxy error</html>")
+    explicit = parse_config({**GOOD, "sshIngressCidr": "198.51.100.0/24"})
+    assert resolve_ssh_cidr(explicit, lookup=lambda: pytest.fail("must not look up")) == "198.51.100.0/24"
+
+
+def test_model_is_frozen():
+    cfg = parse_config(GOOD)
+    with pytest.raises(Exception):
+        cfg.variant = "flannel-vxlan"  # type: ignore[misc]
+    assert isinstance(cfg, StackConfig)
+
+
+# --- the program itself refuses bad config before declaring anything ------------------
+def test_program_with_unknown_variant_fails_listing_valid_variants(program):
+    with pytest.raises(pulumi.RunError) as err:
+        program("cilium-native", {"variant": "weave-net"})
+    text = str(err.value)
+    assert "cnibench:variant: unknown variant 'weave-net'" in text
+    assert all(name in text for name in CATALOG)
+
+
+def test_program_with_bad_config_declares_no_resource(program):
+    import cnibench.offline as offline
+
+    seen = []
+    original = offline._mocks_and_monitor
+
+    def spy():
+        mocks, monitor, registered, outs = original()
+        seen.append(registered)
+        return mocks, monitor, registered, outs
+
+    offline._mocks_and_monitor = spy
+    try:
+        with pytest.raises(pulumi.RunError, match="cnibench:podCidr"):
+            program("flannel-vxlan", {"podCidr": "10.20.0.0/16"})
+    finally:
+        offline._mocks_and_monitor = original
+    assert seen and seen[0] == []
