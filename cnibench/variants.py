@@ -189,8 +189,9 @@ KUBE_ROUTER_MANIFEST = (
     "https://raw.githubusercontent.com/cloudnativelabs/kube-router/{v}/daemonset/"
     "generic-kuberouter-all-features.yaml"
 )
-# cilium: chart "cilium" from https://helm.cilium.io/ (cilium/cilium install/kubernetes/cilium)
-CILIUM_CHART_VERSION = "1.18.4"
+# cilium: chart "cilium" from https://helm.cilium.io/ (github cilium/charts cilium-1.18.12.tgz,
+# packaged from cilium/cilium v1.18.12 install/kubernetes/cilium)
+CILIUM_CHART_VERSION = "1.18.12"
 CILIUM_REPOSITORY = "https://helm.cilium.io/"
 # reference CNI plugins: github containernetworking/plugins releases
 CNI_PLUGINS_VERSION = "v1.9.1"
@@ -222,7 +223,8 @@ _CILIUM_GENEVE = PortRule("udp", 6081, description="cilium geneve")
 # Kernel minima.
 # flannel vxlan: Documentation/backends.md recommends vxlan "on Linux 3.7+"? kept at the
 # kube-flannel supported baseline; wireguard: in-tree since Linux 5.6.
-# cilium: Documentation/operations/system_requirements.rst of the pinned release.
+# cilium: Documentation/operations/system_requirements.rst: Linux >= 5.10 (older doc builds say
+# 5.4); no separate minimum for kube-proxy replacement; eBPF masquerading needs 4.19.
 _CILIUM_MIN_KERNEL = (5, 10)
 
 # flannel aws-vpc (v0.19.2): Documentation/backends.md lists CreateRoute, DeleteRoute,
@@ -237,21 +239,27 @@ FLANNEL_AWS_VPC_IAM = (
     "ec2:DescribeInstances",
     "ec2:ModifyNetworkInterfaceAttribute",
 )
-# cilium ENI IPAM: Documentation/network/concepts/ipam/eni.rst "Required Privileges".
+# cilium ENI IPAM: Documentation/network/concepts/ipam/eni.rst "Required Privileges" (the
+# operator's EC2 calls): the always-required list, plus DescribeTags (ENI garbage collection is on
+# by default), UnassignPrivateIpAddresses (release of excess IPs) and DescribeInstances.
 CILIUM_ENI_IAM = (
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeRouteTables",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeInstanceTypes",
     "ec2:CreateNetworkInterface",
     "ec2:AttachNetworkInterface",
     "ec2:DeleteNetworkInterface",
-    "ec2:DescribeNetworkInterfaces",
     "ec2:ModifyNetworkInterfaceAttribute",
     "ec2:AssignPrivateIpAddresses",
+    "ec2:CreateTags",
+    "ec2:DescribeManagedPrefixLists",
+    "ec2:GetManagedPrefixListEntries",
+    "ec2:DescribeTags",
     "ec2:UnassignPrivateIpAddresses",
     "ec2:DescribeInstances",
-    "ec2:DescribeInstanceTypes",
-    "ec2:DescribeSubnets",
-    "ec2:DescribeVpcs",
-    "ec2:DescribeSecurityGroups",
-    "ec2:CreateTags",
 )
 
 
@@ -426,8 +434,8 @@ _VARIANTS: tuple[Variant, ...] = (
     ),
     _cilium(
         "cilium-eni",
-        {"eni": {"enabled": True}, "ipam": {"mode": "eni"}, "routingMode": "native",
-         "egressMasqueradeInterfaces": "ens+"},
+        # an empty routingMode means tunnel even with ENI IPAM: native must be explicit
+        {"eni": {"enabled": True}, "ipam": {"mode": "eni"}, "routingMode": "native"},
         encap_overhead=0,
         underlay=Underlay.ENI,
         ports=_CILIUM_HEALTH,
