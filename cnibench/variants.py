@@ -115,6 +115,9 @@ class Variant:
     replaces_kube_proxy: bool = False
     source_dest_check_off: bool = False
     iam_actions: tuple[str, ...] = ()
+    # secondary private IPs each benchmark node's ENI gets for pod addresses (the VPC delivers
+    # only addresses assigned to an ENI; ipvlan pods take them through host-local IPAM)
+    node_secondary_ips: int = 0
     lab_datapath: str | None = None  # the local-lab datapath that reproduces it, if any
     summary: str = ""
     notes: tuple[str, ...] = field(default=())
@@ -456,6 +459,7 @@ _VARIANTS: tuple[Variant, ...] = (
         ports=(),
         # the ipvlan driver entered Linux in 3.19
         min_kernel=(3, 19),
+        node_secondary_ips=8,
         lab_datapath="ipvlan",
         summary="ipvlan L2 slaves of the node ENI, VPC secondary IPs via host-local",
     ),
