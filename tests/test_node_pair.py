@@ -1,0 +1,261 @@
+"""NodePair: a matched, fair pair of benchmark instances and a control plane (under mocks)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from cnibench.variants import CATALOG
+from components.node_pair import address_plan, iam_roles
+from components.tags import EXPIRES_TAG, REQUIRED_TAGS, ROLE_TAG, STACK_TAG, VARIANT_TAG
+from tests.conftest import ALL_STACKS
+
+INSTANCE = "aws:ec2/instance:Instance"
+# AWS resource types that take no tags at all (checked against pulumi-aws v7: no `tags` argument)
+UNTAGGABLE = {
+    "aws:iam/rolePolicy:RolePolicy",
+    "aws:ec2/route:Route",
+    "aws:ec2/routeTableAssociation:RouteTableAssociation",
+}
+
+
+def instances(run) -> dict[str, object]:
+    return {i.inputs["tags"][ROLE_TAG]: i for i in run.of_type(INSTANCE)}
+
+
+@pytest.mark.parametrize("stack", ALL_STACKS)
+def test_benchmark_nodes_are_matched(stack_run, stack):
+    run = stack_run(stack)
+    by_role = instances(run)
+    assert set(by_role) == {"control-plane", "client", "server"}
+    client, server = by_role["client"].inputs, by_role["server"].inputs
+    for key in ("instanceType", "ami", "availabilityZone", "placementGroup", "subnetId"):
+        assert client[key] == server[key], key
+        assert client[key], key
+    assert client["instanceType"] == run.config["instanceType"]
+    group = run.one("aws:ec2/placementGroup:PlacementGroup")
+    assert group.inputs["strategy"] == "cluster"
+    assert client["placementGroup"] == group.state["name"]
+    # the control plane is separate and smaller, outside the placement group, same AZ and AMI
+    cp = by_role["control-plane"].inputs
+    assert cp["instanceType"] == run.config["controlPlaneInstanceType"]
+    assert "placementGroup" not in cp
+    assert cp["ami"] == client["ami"] and cp["availabilityZone"] == client["availabilityZone"]
+
+
+@pytest.mark.parametrize("stack", ALL_STACKS)
+def test_l2_variants_share_a_subnet(stack_run, stack):
+    run = stack_run(stack)
+    by_role = instances(run)
+    subnet = run.one("aws:ec2/subnet:Subnet")  # one subnet unless splitSubnets
+    assert by_role["client"].inputs["subnetId"] == by_role["server"].inputs["subnetId"] == subnet.state["id"]
+    net = ipaddress.IPv4Network(subnet.inputs["cidrBlock"])
+    for inst in by_role.values():
+        assert ipaddress.IPv4Address(inst.inputs["privateIp"]) in net
+
+
+@pytest.mark.parametrize("stack", ["flannel-host-gw", "flannel-vxlan"])
+def test_split_subnets_puts_the_pair_in_two(program, stack):
+    run = program(stack, {"splitSubnets": True})
+    by_role = instances(run)
+    client, server = by_role["client"].inputs, by_role["server"].inputs
+    assert client["subnetId"] != server["subnetId"]
+    subnets = {s.state["id"]: ipaddress.IPv4Network(s.inputs["cidrBlock"]) for s in run.of_type("aws:ec2/subnet:Subnet")}
+    assert ipaddress.IPv4Address(client["privateIp"]) in subnets[client["subnetId"]]
+    assert ipaddress.IPv4Address(server["privateIp"]) in subnets[server["subnetId"]]
+    # everything else still matched
+    for key in ("instanceType", "ami", "availabilityZone", "placementGroup"):
+        assert client[key] == server[key]
+
+
+@pytest.mark.parametrize("stack", ALL_STACKS)
+def test_source_dest_check_imds_and_encryption(stack_run, stack):
+    run = stack_run(stack)
+    variant = CATALOG[run.config["variant"]]
+    for inst in run.of_type(INSTANCE):
+        i = inst.inputs
+        assert i["sourceDestCheck"] is (not variant.source_dest_check_off), inst.name
+        assert i["metadataOptions"]["httpTokens"] == "required"
+        assert i["metadataOptions"]["httpEndpoint"] == "enabled"
+        assert i["rootBlockDevice"]["encrypted"] is True
+        assert i["associatePublicIpAddress"] is True
+        assert i["vpcSecurityGroupIds"] == [run.one("aws:ec2/securityGroup:SecurityGroup").state["id"]]
+        # nothing for cloud-init: user data would be stored in clear text
+        assert "userData" not in i and "userDataBase64" not in i
+
+
+@pytest.mark.parametrize("stack", ALL_STACKS)
+def test_iam_is_exactly_the_catalogs(stack_run, stack):
+    run = stack_run(stack)
+    variant = CATALOG[run.config["variant"]]
+    policies = run.of_type("aws:iam/rolePolicy:RolePolicy")
+    profiles = run.of_type("aws:iam/instanceProfile:InstanceProfile")
+    by_role = instances(run)
+    if not variant.iam_actions:
+        assert policies == [] and profiles == [] and run.of_type("aws:iam/role:Role") == []
+        assert all("iamInstanceProfile" not in i.inputs for i in by_role.values())
+        return
+    (policy,) = policies
+    doc = json.loads(policy.inputs["policy"])
+    actions = [a for st in doc["Statement"] for a in st["Action"]]
+    assert sorted(actions) == sorted(variant.iam_actions)
+    assert all(st["Effect"] == "Allow" for st in doc["Statement"])
+    role = run.one("aws:iam/role:Role")
+    assert policy.inputs["role"] == role.state["id"]
+    trust = json.loads(role.inputs["assumeRolePolicy"])
+    assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+    (profile,) = profiles
+    assert profile.inputs["role"] == role.state["name"]
+    with_profile = {r for r, i in by_role.items() if i.inputs.get("iamInstanceProfile") == profile.state["name"]}
+    expected = {"flannel": {"control-plane", "client", "server"}, "cilium": {"control-plane"}}[variant.cni]
+    assert with_profile == expected
+    assert {r for r, i in by_role.items() if "iamInstanceProfile" in i.inputs} == expected
+
+
+def test_aws_vpc_gets_its_route_table_and_iam(stack_run):
+    run = stack_run("flannel-aws-vpc")
+    table = run.one("aws:ec2/routeTable:RouteTable")
+    assoc = run.one("aws:ec2/routeTableAssociation:RouteTableAssociation")
+    assert assoc.inputs["routeTableId"] == table.state["id"]
+    assert set(json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])["Statement"][0]["Action"]) == {
+        "ec2:CreateRoute", "ec2:DeleteRoute", "ec2:ReplaceRoute", "ec2:DescribeRouteTables",
+        "ec2:DescribeInstances", "ec2:ModifyNetworkInterfaceAttribute",
+    }
+    assert all(i.inputs["sourceDestCheck"] is False for i in run.of_type(INSTANCE))
+
+
+def test_control_plane_on_a_benchmark_node(program):
+    run = program("cilium-eni", {"controlPlaneOnBenchmarkNode": True})
+    by_role = instances(run)
+    assert set(by_role) == {"client", "server"}
+    assert by_role["client"].inputs["tags"]["cnibench:control-plane"] == "true"
+    # the operator's instance profile follows the control plane onto the client node
+    assert "iamInstanceProfile" in by_role["client"].inputs
+    assert "iamInstanceProfile" not in by_role["server"].inputs
+    nodes = run.outputs["nodes"]
+    assert nodes["control-plane"]["instanceId"] == nodes["client"]["instanceId"]
+    assert nodes["control-plane"]["role"] == "control-plane"
+
+
+def test_secondary_addresses_for_vpc_addressed_pods(stack_run):
+    run = stack_run("ipvlan")
+    count = CATALOG["ipvlan"].node_secondary_ips
+    subnet = ipaddress.IPv4Network(run.one("aws:ec2/subnet:Subnet").inputs["cidrBlock"])
+    seen: set[str] = set()
+    for role, inst in instances(run).items():
+        ips = inst.inputs["secondaryPrivateIps"]
+        assert len(ips) == count
+        assert all(ipaddress.IPv4Address(ip) in subnet for ip in ips)
+        assert inst.inputs["privateIp"] not in ips
+        assert not seen & set(ips), "two nodes share a secondary address"
+        seen |= set(ips)
+        assert run.outputs["nodes"][role]["secondaryPrivateIps"] == ips
+    for stack in ("flannel-vxlan", "cilium-eni"):
+        assert all("secondaryPrivateIps" not in i.inputs for i in stack_run(stack).of_type(INSTANCE))
+
+
+def test_fixed_addresses_replace_delete_first(stack_run):
+    for inst in stack_run("flannel-vxlan").of_type(INSTANCE):
+        assert inst.options["deleteBeforeReplace"] is True
+
+
+@pytest.mark.parametrize("stack", ALL_STACKS)
+def test_every_aws_resource_is_tagged(stack_run, stack):
+    run = stack_run(stack)
+    checked = 0
+    for res in run.resources:
+        if not res.type.startswith("aws:") or res.type in UNTAGGABLE:
+            continue
+        tags = res.inputs.get("tags")
+        assert tags, (
+            f"{res.type} {res.name} has no tags: pass tags=Tagging.for_(name) (components/tags.py), "
+            "or create node-to-node rules with Network.allow_between_nodes, which tags them"
+        )
+        assert set(REQUIRED_TAGS) <= set(tags), f"{res.name}: {tags}"
+        assert tags[STACK_TAG] == stack and tags[VARIANT_TAG] == run.config["variant"]
+        expires = datetime.strptime(tags[EXPIRES_TAG], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        hours = timedelta(hours=run.config["expiryHours"])
+        now = datetime.now(timezone.utc)
+        assert now + hours - timedelta(hours=1) < expires <= now + hours
+        checked += 1
+    assert checked >= 10
+    provider = run.one("pulumi:providers:aws")
+    assert provider.inputs["region"] == run.config["region"]
+    # provider config arrives as JSON text
+    assert set(REQUIRED_TAGS) <= set(json.loads(provider.inputs["defaultTags"])["tags"])
+    # the root volumes too
+    for inst in run.of_type(INSTANCE):
+        assert set(REQUIRED_TAGS) <= set(inst.inputs["rootBlockDevice"]["tags"])
+
+
+def test_extra_tags_are_added(program):
+    run = program("flannel-vxlan", {"extraTags": ["team=netperf", "cnibench:stack=spoofed"]})
+    for inst in run.of_type(INSTANCE):
+        assert inst.inputs["tags"]["team"] == "netperf"
+        assert inst.inputs["tags"][STACK_TAG] == "flannel-vxlan"  # ours win
+
+
+def test_ssh_key_is_a_secret_and_only_the_public_half_reaches_aws(stack_run):
+    run = stack_run("flannel-vxlan")
+    key = run.one("tls:index/privateKey:PrivateKey")
+    assert key.inputs["algorithm"] == "ED25519"
+    pair = run.one("aws:ec2/keyPair:KeyPair")
+    assert pair.inputs["publicKey"].startswith("ssh-ed25519 ")
+    assert "sshPrivateKey" in run.secret_outputs
+    assert "PRIVATE KEY" in run.outputs["sshPrivateKey"]
+    for inst in run.of_type(INSTANCE):
+        assert inst.inputs["keyName"] == pair.state["keyName"]
+        assert "PRIVATE KEY" not in json.dumps(inst.inputs)
+    for res in run.resources:
+        if res.type.startswith("aws:"):
+            assert "PRIVATE KEY" not in json.dumps(res.inputs, default=str), res.name
+
+
+@pytest.mark.parametrize("stack", ALL_STACKS)
+def test_node_and_ssh_outputs(stack_run, stack):
+    run = stack_run(stack)
+    by_role = instances(run)
+    nodes = run.outputs["nodes"]
+    assert set(nodes) == {"control-plane", "client", "server"}
+    for role, out in nodes.items():
+        inst = by_role[role]
+        assert out["role"] == role
+        assert out["instanceType"] == inst.inputs["instanceType"]
+        assert out["ami"] == inst.inputs["ami"]
+        assert out["availabilityZone"] == inst.inputs["availabilityZone"]
+        assert out["subnetId"] == inst.inputs["subnetId"]
+        assert out["privateIp"] == inst.state["privateIp"]
+        assert out["publicIp"] == inst.state["publicIp"]
+        assert out["name"] == inst.state["privateDns"]
+        assert run.outputs["ssh"][role].endswith(f"ubuntu@{inst.state['publicIp']}")
+    assert "sshPrivateKey" in run.outputs["ssh"]["keyFile"]
+
+
+def test_ami_override_and_architecture_checks(program):
+    run = program("flannel-vxlan", {"amiId": "ami-0fedcba9876543210"})
+    assert {i.inputs["ami"] for i in run.of_type(INSTANCE)} == {"ami-0fedcba9876543210"}
+    with pytest.raises(Exception, match="cnibench:controlPlaneInstanceType"):
+        program("flannel-vxlan", {"instanceType": "c7g.8xlarge"})  # arm64 vs t3.medium (x86_64)
+    run = program("flannel-vxlan", {"instanceType": "c7g.8xlarge", "controlPlaneInstanceType": "t4g.medium"})
+    assert {i.inputs["instanceType"] for i in run.of_type(INSTANCE)} == {"c7g.8xlarge", "t4g.medium"}
+
+
+# --- pure helpers -----------------------------------------------------------------------
+
+def test_address_plan():
+    plan = address_plan({"control-plane": "10.20.0.0/24", "client": "10.20.0.0/24", "server": "10.20.1.0/24"}, 3)
+    assert plan["control-plane"].private_ip == "10.20.0.10"
+    assert plan["client"].private_ip == "10.20.0.20"
+    assert plan["server"].private_ip == "10.20.1.30"
+    assert plan["client"].secondary_ips == ("10.20.0.80", "10.20.0.81", "10.20.0.82")
+    with pytest.raises(ValueError):
+        address_plan({"server": "10.20.0.0/26"}, 8)
+
+
+def test_iam_roles_per_cni():
+    assert iam_roles(CATALOG["flannel-aws-vpc"]) == ("control-plane", "client", "server")
+    assert iam_roles(CATALOG["cilium-eni"]) == ("control-plane",)
+    assert iam_roles(CATALOG["cilium-native"]) == ()
