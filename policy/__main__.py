@@ -1,0 +1,15 @@
+"""The cnibench policy pack: `pulumi preview --stack <variant> --policy-pack policy`.
+
+Only constructs the pack (which starts the analyzer and blocks); the policies are built in
+cnibench_pack.py from the rules in cnibench/policy_rules/.
+"""
+
+from pulumi_policy import EnforcementLevel, PolicyPack
+
+from cnibench_pack import PACK_NAME, build_policies
+
+PolicyPack(
+    name=PACK_NAME,
+    enforcement_level=EnforcementLevel.MANDATORY,
+    policies=build_policies(),
+)

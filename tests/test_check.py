@@ -1,0 +1,254 @@
+"""`cnibench check`: the policy rules on the resources the real program registers under mocks."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cnibench.check import HEADING, parse_overrides, run_check
+from cnibench.cli import app
+from cnibench.config import ConfigError
+from cnibench.policy_rules import RULES, Stack, evaluate
+from cnibench.policy_rules.offline import stack_from_registered
+from cnibench.variants import CATALOG, Underlay
+from conftest import ALL_STACKS
+
+SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+L2_VARIANTS = sorted(v.name for v in CATALOG.values() if v.needs_l2)
+CNIBENCH = Path("/tmp/venv/bin/cnibench")
+
+
+def view(run) -> Stack:
+    return stack_from_registered(run.resources, run.config)
+
+
+def findings(stack: Stack) -> dict[str, tuple[str, tuple[str, ...]]]:
+    return {f.rule: (f.verdict, f.messages) for f in evaluate(RULES, stack)}
+
+
+def without(stack: Stack, pred) -> Stack:
+    return Stack([r for r in stack.resources if not pred(r)], stack.settings)
+
+
+def patched(stack: Stack, pred, **props) -> Stack:
+    return Stack([replace(r, props={**r.props, **props}) if pred(r) else r for r in stack.resources], stack.settings)
+
+
+# --- every shipped stack passes, and the rules really looked at its resources ----------------
+@pytest.mark.parametrize("stack", ALL_STACKS)
+def test_every_shipped_stack_passes(stack, stack_run):
+    got = findings(view(stack_run(stack)))
+    blocking = {k: v for k, v in got.items() if v[0] == "fail"}
+    assert not blocking, blocking
+    variant = CATALOG[stack_run(stack).config["variant"]]
+    must_pass = {"matched-pair", "cidrs", "ssh-ingress", "imdsv2", "encrypted-volumes", "expiry-tag",
+                 "kernel-minimum", "kernel-unverified", "burst-bandwidth", "kube-proxy-replacement"}
+    if variant.needs_l2:
+        must_pass.add("l2-adjacency")
+    if variant.ports:
+        must_pass.add("encapsulation-ports")
+    if variant.underlay is Underlay.VPC_ROUTES:
+        must_pass.add("aws-vpc-routes")
+    if variant.iam_actions:
+        must_pass.add("iam-actions")
+    assert {k for k, v in got.items() if v[0] == "pass"} >= must_pass, got
+
+
+@pytest.mark.parametrize("variant", L2_VARIANTS)
+def test_split_subnets_fail_the_l2_rule_for_every_l2_variant(variant):
+    got = {f.rule: f for f in run_check(variant, {"splitSubnets": "true"})}
+    assert got["l2-adjacency"].verdict == "fail"
+    assert "different subnets" in got["l2-adjacency"].messages[0]
+    assert [f for f in got.values() if f.blocking] == [got["l2-adjacency"]]
+
+
+def test_split_subnets_are_fine_for_an_overlay():
+    assert not [f for f in run_check("flannel-vxlan", {"cnibench:splitSubnets": "true"}) if f.blocking]
+
+
+# --- the rules match the components' real resource shapes ------------------------------------
+def _covers(port):
+    def pred(r):
+        if r.type != SG_INGRESS:
+            return False
+        proto, lo = str(r.props.get("ipProtocol")), r.props.get("fromPort")
+        if port.protocol in ("tcp", "udp"):
+            return proto == port.protocol and lo is not None and lo <= port.from_port <= r.props.get("toPort")
+        return proto == port.protocol
+    return pred
+
+
+# (cilium-eni is left out: its pods live in the nodes' subnet, so the pod-to-pod all-traffic rule
+# admits every port between the nodes as well)
+@pytest.mark.parametrize("stack", [s for s in ALL_STACKS if CATALOG[s].ports and CATALOG[s].underlay is not Underlay.ENI])
+def test_removing_a_tunnel_rule_fails_the_ports_rule(stack, stack_run):
+    real = view(stack_run(stack))
+    for port in CATALOG[stack].ports:
+        verdict, messages = findings(without(real, _covers(port)))["encapsulation-ports"]
+        assert verdict == "fail" and port.label in "\n".join(messages), (port, messages)
+
+
+def test_placement_group_strategy_is_read_from_the_real_group(stack_run):
+    real = view(stack_run("cilium-vxlan"))
+    broken = patched(real, lambda r: r.type == "aws:ec2/placementGroup:PlacementGroup", strategy="spread")
+    verdict, messages = findings(broken)["matched-pair"]
+    assert verdict == "fail" and "strategy 'spread'" in messages[0]
+
+
+def test_kube_proxy_replacement_on_the_real_cilium_install(stack_run):
+    real = view(stack_run("cilium-native-kpr"))
+    release = "kubernetes:helm.sh/v3:Release"
+    [rel] = real.of_type(release)
+    values = {k: v for k, v in rel.props["values"].items() if k not in ("k8sServiceHost", "k8sServicePort")}
+    verdict, messages = findings(patched(real, lambda r: r.type == release, values=values))["kube-proxy-replacement"]
+    assert verdict == "fail" and "k8sServiceHost" in messages[0]
+
+    [init] = [c for c in real.of_type("command:remote:Command") if c.name.endswith("-init")]
+    assert "--skip-phases=addon/kube-proxy" in init.props["create"]
+    text = init.props["create"].replace("--skip-phases=addon/kube-proxy", "")
+    verdict, messages = findings(patched(real, lambda r: r is init, create=text))["kube-proxy-replacement"]
+    assert verdict == "fail" and "still installs it" in messages[0]
+
+
+def test_kube_router_proxy_gets_the_api_server_from_its_kubeconfig(stack_run):
+    real = view(stack_run("kube-router-proxy"))
+    assert findings(real)["kube-proxy-replacement"][0] == "pass"
+    broken = without(real, lambda r: r.type == "kubernetes:core/v1:ConfigMap")
+    assert findings(broken)["kube-proxy-replacement"][0] == "fail"
+
+
+def test_aws_vpc_route_quota_from_the_stack_config():
+    got = {f.rule: f for f in run_check("flannel-aws-vpc", {"routeTableQuota": "4"})}
+    assert got["aws-vpc-routes"].verdict == "fail"
+    assert "quota of 4" in got["aws-vpc-routes"].messages[0]
+    assert {f.rule: f for f in run_check("flannel-aws-vpc")}["aws-vpc-routes"].verdict == "pass"
+
+
+@pytest.mark.parametrize("stack", ["flannel-aws-vpc", "cilium-eni"])
+def test_iam_rule_reads_the_real_node_policy(stack, stack_run):
+    real = view(stack_run(stack))
+    assert findings(real)["iam-actions"][0] == "pass"
+    broken = without(real, lambda r: r.type.startswith("aws:iam/") and "olicy" in r.type)
+    assert findings(broken)["iam-actions"][0] == "fail"
+
+
+def test_ssh_from_anywhere_only_when_allowed(program):
+    run = program("cilium-vxlan", {"sshIngressCidr": "0.0.0.0/0", "allowSshFromAnywhere": "true"})
+    stack = view(run)
+    assert findings(stack)["ssh-ingress"][0] == "pass"
+    strict = Stack(stack.resources, {**stack.settings, "allowSshFromAnywhere": False})
+    verdict, messages = findings(strict)["ssh-ingress"]
+    assert verdict == "fail" and "0.0.0.0/0" in messages[0]
+
+
+def test_expiry_tag_on_the_real_resources(stack_run):
+    real = view(stack_run("flannel-vxlan"))
+    assert len([r for r in real if r.type.startswith("aws:") and "cnibench:expires-at" in r.tags]) >= 5
+    subnet = lambda r: r.type == "aws:ec2/subnet:Subnet"  # noqa: E731
+    # the program tags twice: the resource's tags and the aws provider's defaultTags
+    assert all("cnibench:expires-at" in r.provider_props["defaultTags"] for r in real if subnet(r))
+    untagged = patched(real, subnet, tags={"Name": "x"})
+    assert findings(untagged)["expiry-tag"][0] == "pass"  # the provider's default tags still apply
+    broken = Stack([replace(r, provider_props={}) if subnet(r) else r for r in untagged.resources], real.settings)
+    verdict, messages = findings(broken)["expiry-tag"]
+    assert verdict == "fail" and "Subnet" in messages[0]
+
+
+def test_security_rules_on_the_real_instances(stack_run):
+    real = view(stack_run("flannel-vxlan"))
+    inst = lambda r: r.type == "aws:ec2/instance:Instance"  # noqa: E731
+    assert findings(patched(real, inst, metadataOptions={"httpTokens": "optional"}))["imdsv2"][0] == "fail"
+    assert findings(patched(real, inst, rootBlockDevice={"volumeSize": 30}))["encrypted-volumes"][0] == "fail"
+
+
+# --- the command ------------------------------------------------------------------------------
+def test_parse_overrides():
+    assert parse_overrides(["splitSubnets=true", "cnibench:podCidr=10.1.0.0/16", "extraTags=[\"a=b\"]"]) == {
+        "splitSubnets": "true", "podCidr": "10.1.0.0/16", "extraTags": '["a=b"]',
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_overrides(["nokey", "aws:region=us-east-1"])
+    assert len(err.value.problems) == 2
+
+
+runner = CliRunner()
+
+
+def test_cli_l2_violation_exits_1():
+    result = runner.invoke(app, ["check", "--stack", "flannel-host-gw", "-c", "splitSubnets=true"])
+    assert result.exit_code == 1, result.output
+    assert HEADING in result.output
+    assert "L2 adjacency: flannel-host-gw" in result.output
+    assert "1 mandatory rule(s) violated: l2-adjacency" in result.output
+
+
+def test_cli_passing_stack_exits_0():
+    result = runner.invoke(app, ["check", "--stack", "cilium-native"])
+    assert result.exit_code == 0, result.output
+    assert HEADING in result.output and "no mandatory violation" in result.output
+    for r in RULES:
+        assert r.name in result.output
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--stack", "no-such-stack"], "stack 'no-such-stack'"),
+    (["--stack", "cilium-native", "-c", "podCidr=10.20.0.0/16"], "cnibench:podCidr"),
+    (["--stack", "cilium-native", "-c", "variant=calico"], "valid variants"),
+    (["--stack", "cilium-native", "-c", "splitSubnets"], "expected key=value"),
+    # raised by a component inside the program (kubeadm minor), reported the same way
+    (["--stack", "cilium-native", "-c", "kubernetesVersion=1.2"], "cnibench:kubernetesVersion: '1.2'"),
+])
+def test_cli_config_errors_exit_2(args, needle):
+    result = runner.invoke(app, ["check", *args])
+    assert result.exit_code == 2, result.output
+    assert "configuration error" in result.output and needle in result.output
+
+
+def test_cli_program_failure_exits_3(monkeypatch):
+    import cnibench.offline
+
+    def broken(stack, overrides=None):
+        raise KeyError("a component bug")
+
+    monkeypatch.setattr(cnibench.offline, "run_program", broken)
+    result = runner.invoke(app, ["check", "--stack", "cilium-native"])
+    assert result.exit_code == 3, result.output
+    assert "failed under Pulumi's mocks" in result.output and "a component bug" in result.output
+
+
+@pytest.mark.skipif(not CNIBENCH.exists(), reason="the venv's cnibench entry point is not installed")
+def test_real_subprocess_from_another_directory(tmp_path):
+    proc = subprocess.run(
+        [str(CNIBENCH), "check", "--stack", "cilium-native", "-c", "splitSubnets=true"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert HEADING in proc.stdout and "L2 adjacency: cilium-native" in proc.stdout
+    ok = subprocess.run([str(CNIBENCH), "check", "--stack", "cilium-native"], cwd=tmp_path,
+                        capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_cidrs_are_read_from_the_real_kubeadm_config(stack_run):
+    from cnibench.policy_rules import network
+
+    real = view(stack_run("cilium-vxlan"))
+    assert [c.name for c in network.kubeadm_commands(real)]
+    assert network._from_commands(real, (network._POD_FLAG, network._POD_CFG)) == real.settings["podCidr"]
+    assert network._from_commands(real, (network._SVC_FLAG, network._SVC_CFG)) == real.settings["serviceCidr"]
+    # the kubeadm config, not the stack config, is what the rule judges
+    overlapping = Stack(real.resources, {**real.settings, "podCidr": None, "serviceCidr": None})
+    assert findings(overlapping)["cidrs"][0] == "pass"
+
+
+@pytest.mark.parametrize("stack", ["flannel-host-gw", "cilium-native-kpr", "flannel-aws-vpc"])
+def test_removing_the_pod_range_rule_fails_unencapsulated_variants(stack, stack_run):
+    real = view(stack_run(stack))
+    pod_rules = lambda r: r.type == SG_INGRESS and r.props.get("cidrIpv4") == real.settings["podCidr"]  # noqa: E731
+    assert [r for r in real if pod_rules(r)]
+    verdict, messages = findings(without(real, pod_rules))["encapsulation-ports"]
+    assert verdict == "fail" and "pod addresses" in messages[0]
