@@ -118,6 +118,9 @@ class Variant:
     # secondary private IPs each benchmark node's ENI gets for pod addresses (the VPC delivers
     # only addresses assigned to an ENI; ipvlan pods take them through host-local IPAM)
     node_secondary_ips: int = 0
+    # the CNI reads instance metadata with a client that only speaks IMDSv1 (no session token):
+    # the nodes must not require IMDSv2 tokens (http_tokens=optional)
+    needs_imdsv1: bool = False
     lab_datapath: str | None = None  # the local-lab datapath that reproduces it, if any
     summary: str = ""
     notes: tuple[str, ...] = field(default=())
@@ -355,6 +358,10 @@ _VARIANTS: tuple[Variant, ...] = (
         min_kernel=(3, 10),
         source_dest_check_off=True,
         iam_actions=FLANNEL_AWS_VPC_IAM,
+        # v0.19.2 go.mod pins github.com/aws/aws-sdk-go v1.15.11 (2018); backend/awsvpc reads the
+        # region and instance id with its ec2metadata client, which learned IMDSv2 session
+        # tokens only in aws/aws-sdk-go PR #2958 (2019-11-19)
+        needs_imdsv1=True,
         lab_datapath="host-gw",
         summary="one VPC route per node's pod range (flannel v0.19.2)",
     ),
@@ -425,7 +432,9 @@ _VARIANTS: tuple[Variant, ...] = (
     ),
     _cilium(
         "cilium-native-kpr",
-        {"routingMode": "native", "autoDirectNodeRoutes": True, "kubeProxyReplacement": True,
+        # kubeProxyReplacement is a string in chart 1.18.12 (values.yaml: 'Valid options are
+        # "true" or "false"'); only the string "true" enables the KPR parts of the configmap
+        {"routingMode": "native", "autoDirectNodeRoutes": True, "kubeProxyReplacement": "true",
          "bpf": {"masquerade": True}},
         encap_overhead=0,
         underlay=Underlay.L2,
@@ -460,6 +469,9 @@ _VARIANTS: tuple[Variant, ...] = (
         # the ipvlan driver entered Linux in 3.19
         min_kernel=(3, 19),
         node_secondary_ips=8,
+        # Pods use the ENI's own secondary addresses, which the source/dest check admits; the
+        # policy issue still asks for it off on every direct-routing variant: harmless, uniform.
+        source_dest_check_off=True,
         lab_datapath="ipvlan",
         summary="ipvlan L2 slaves of the node ENI, VPC secondary IPs via host-local",
     ),

@@ -233,7 +233,8 @@ class NodePair(pulumi.ComponentResource):
                 iam_instance_profile=profile.name if profile is not None else None,
                 metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
                     http_endpoint="enabled",
-                    http_tokens="required",  # IMDSv2 only
+                    # IMDSv2 only, unless the CNI's metadata client predates session tokens (catalog)
+                    http_tokens="optional" if variant.needs_imdsv1 else "required",
                     # 1 hop: the agents that read metadata (flannel, cilium) use the host network
                     http_put_response_hop_limit=1,
                 ),
