@@ -49,6 +49,10 @@ def variants() -> None:
 
 
 # --- feature commands: each feature module adds its own with register(app), one line each ---
+from cnibench.lab import cli as _lab; _lab.register(app)  # noqa: E402,E702 - local lab (main job)
+from cnibench import check as _check; _check.register(app)  # noqa: E402,E702 - offline preflight
+from cnibench import matrix_cli as _matrix; _matrix.register(app)  # noqa: E402,E702 - matrix + report
+from cnibench import importers as _importers; _importers.register(app)  # noqa: E402,E702 - import knb
 
 
 if __name__ == "__main__":  # pragma: no cover

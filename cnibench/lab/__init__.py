@@ -1,0 +1,1 @@
+"""Local lab: node/pod network namespaces, datapath set-up, measurement (``cnibench lab``)."""

@@ -1,0 +1,54 @@
+"""Checks before a lab run: root, tools (naming the Debian package), CNI plugins."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from cnibench.lab import cni
+
+# tool -> Debian package that provides it
+TOOLS = {
+    "ip": "iproute2",
+    "iperf3": "iperf3",
+    "nginx": "nginx-light",
+    "hey": "hey",
+    "nft": "nftables",
+    "iptables": "iptables",
+}
+CNI_PLUGINS = ("bridge", "host-local", "ipvlan")
+
+
+class PreflightError(RuntimeError):
+    pass
+
+
+def required_tools(*, latency: bool, service_proxy: str) -> list[str]:
+    tools = ["ip", "iperf3"]
+    if latency:
+        tools += ["nginx", "hey"]
+    tools.append("nft" if service_proxy == "nft" else "iptables")
+    return tools
+
+
+def check(*, latency: bool = True, service_proxy: str = "nft", need_root: bool = True) -> None:
+    problems: list[str] = []
+    if need_root and os.geteuid() != 0:
+        raise PreflightError(
+            "cnibench lab needs root: it creates network namespaces, veth/bridge/vxlan devices and "
+            "nft rules (inside its own namespaces). Run it as root, e.g. 'sudo cnibench lab'."
+        )
+    missing = [t for t in required_tools(latency=latency, service_proxy=service_proxy) if shutil.which(t) is None]
+    for tool in missing:
+        problems.append(f"'{tool}' not found: install the Debian package {TOOLS[tool]} (apt-get install {TOOLS[tool]})")
+    missing_cni = [p for p in CNI_PLUGINS if not os.access(Path(cni.CNI_PATH) / p, os.X_OK)]
+    if missing_cni:
+        problems.append(
+            f"CNI plugins {', '.join(missing_cni)} not found in {cni.CNI_PATH}: install the Debian package "
+            "containernetworking-plugins (apt-get install containernetworking-plugins)"
+        )
+    if not Path("/proc/self/ns/net").exists():
+        problems.append("this kernel has no network namespaces (CONFIG_NET_NS)")
+    if problems:
+        raise PreflightError("cannot run the lab:\n  - " + "\n  - ".join(problems))

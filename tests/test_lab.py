@@ -1,0 +1,385 @@
+"""The local lab, for real: network namespaces, CNI plugins, iperf3, nginx, hey (needs root).
+
+Runs `python -m cnibench.lab` (the `cnibench lab` command) as a subprocess with short
+durations. Datapaths the kernel cannot build are reported as skipped, not passed.
+Timings are only compared as ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cnibench import results
+from cnibench.lab import nsutil
+from cnibench.lab.datapaths import DATAPATHS
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(autouse=True)
+def _needs_root(request):
+    """Every test here needs root, except those decorated with ``offline``."""
+    if os.geteuid() != 0 and not getattr(request.function, "lab_offline", False):
+        pytest.skip("lab tests need root (network namespaces); CI runs them as root")
+
+QUICK = ["--quick"]
+ROOT_LINK_NAMES = {"eth0", "cni0", "flannel.1", "flannel.ipip", "gnv0", "br0", "br1", "br2", "n1", "n2", "m0", "m1",
+                   "t0"}
+
+
+def new_id() -> str:
+    return "t" + secrets.token_hex(3)
+
+
+def lab(run_id: str, out: Path, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "cnibench.lab", "--run-id", run_id, "--out", str(out), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+def root_links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+
+
+def orphan_netns_processes() -> set[int]:
+    """Processes in a network namespace that is neither the root one nor a named one."""
+    root = os.stat("/proc/self/ns/net").st_ino  # the test runs in the root namespace
+    named = set()
+    for n in os.listdir("/run/netns") if os.path.isdir("/run/netns") else []:
+        try:
+            named.add(os.stat(f"/run/netns/{n}").st_ino)
+        except OSError:
+            pass
+    pids = set()
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                ino = os.stat(f"/proc/{p}/ns/net").st_ino
+            except OSError:
+                continue
+            if ino != root and ino not in named:
+                pids.add(int(p))
+    return pids
+
+
+class Snapshot:
+    def __init__(self) -> None:
+        self.links = root_links()
+        self.orphans = orphan_netns_processes()
+
+    def assert_clean(self, run_id: str) -> None:
+        assert nsutil.run_namespaces(run_id) == [], "lab namespaces left behind"
+        assert nsutil.run_processes(run_id) == [], "lab processes left behind"
+        assert not nsutil.state_dir(run_id).exists(), "state directory (CNI IPAM data) left behind"
+        new_links = (root_links() - self.links) & ROOT_LINK_NAMES
+        assert not new_links, f"links appeared in the root namespace: {new_links}"
+        new_orphans = {p for p in orphan_netns_processes() - self.orphans if _alive(p)}
+        assert not new_orphans, f"processes left in deleted namespaces: {new_orphans}"
+        nft = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        assert "cnibench" not in nft, "nft table created in the root namespace"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- one full quick run
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("lab tests need root (network namespaces); CI runs them as root")
+    out = tmp_path_factory.mktemp("lab")
+    run_id = new_id()
+    snap = Snapshot()
+    proc = lab(run_id, out, *QUICK)
+    doc_path = out / f"lab-{run_id}.json"
+    return {"proc": proc, "out": out, "run_id": run_id, "snap": snap,
+            "doc": json.loads(doc_path.read_text()) if doc_path.exists() else None}
+
+
+def subject(doc: dict, name: str) -> dict:
+    return next(s for s in doc["subjects"] if s["name"] == name)
+
+
+def test_quick_run_succeeds_and_writes_valid_json_and_png(quick_run):
+    proc = quick_run["proc"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = quick_run["doc"]
+    results.validate(doc)
+    assert doc["origin"] == "lab" and doc["reference"] == "host"
+    png = quick_run["out"] / f"lab-{quick_run['run_id']}.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    # live progress and the final table went to the terminal
+    assert "rep 1 host" in proc.stderr and "ratio to host" in proc.stderr
+
+
+@pytest.mark.parametrize("name", list(DATAPATHS))
+def test_each_supported_datapath_yields_throughput(quick_run, name):
+    doc = quick_run["doc"]
+    assert doc is not None, quick_run["proc"].stderr[-2000:]
+    s = subject(doc, name)
+    if s["status"] == "skipped":
+        assert DATAPATHS[name].kernel_feature in s["skipped_reason"]
+        assert "kernel" in s["skipped_reason"] and "CONFIG_" in s["skipped_reason"]
+        pytest.skip(s["skipped_reason"])
+    assert s["status"] == "ok", s.get("error")
+    tests = {t["name"]: t for t in s["tests"]}
+    for tname in ("tcp", "udp"):
+        assert tests[tname]["stats"]["median"] > 0, tname
+        assert tests[tname]["efficiency"] > 0
+        assert tests[tname]["cpu"]["busy_percent"] > 0
+        assert tests[tname]["cpu"]["cpu_seconds_per_gbit"] > 0
+    assert tests["tcp"]["path"] == ("node-to-node" if name == "host" else "pod-to-pod")
+    if DATAPATHS[name].pods == "bridge":
+        assert tests["tcp-service"]["path"] == "pod-to-service"
+        assert tests["tcp-service"]["stats"]["median"] > 0
+    lat = [t for t in s["tests"] if t["kind"] == "latency"]
+    assert lat and all(t["stats"]["median"] > 0 for t in lat)
+    assert all(0 < r["percentiles"]["p50"] <= r["percentiles"]["p99.9"] for t in lat for r in t["repetitions"])
+
+
+def test_host_is_the_reference(quick_run):
+    host = subject(quick_run["doc"], "host")
+    tcp = next(t for t in host["tests"] if t["name"] == "tcp")
+    assert tcp["efficiency"] == pytest.approx(1.0)
+
+
+def test_vxlan_observed_mtu_is_50_below_host_gw(quick_run):
+    doc = quick_run["doc"]
+    hostgw, vxlan = subject(doc, "host-gw"), subject(doc, "vxlan")
+    assert hostgw["observed_mtu"] == subject(doc, "host")["observed_mtu"] == 1500
+    assert vxlan["observed_mtu"] == hostgw["observed_mtu"] - 50
+    # observed on the path, by probing, per repetition
+    mtu = next(t for t in vxlan["tests"] if t["kind"] == "mtu")
+    assert all(r["observed_mtu"] == 1450 for r in mtu["repetitions"])
+
+
+def test_no_leftovers_after_normal_run(quick_run):
+    assert quick_run["proc"].returncode == 0
+    quick_run["snap"].assert_clean(quick_run["run_id"])
+
+
+# --------------------------------------------------------------------------- L2 rule
+
+
+def test_host_gw_across_split_subnets_is_refused(tmp_path):
+    run_id = new_id()
+    snap = Snapshot()
+    proc = lab(run_id, tmp_path, "--split-subnets", "-d", "host-gw", "-d", "vxlan", *QUICK, "--no-latency",
+               "--no-udp")
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "host-gw needs L2 adjacency" in proc.stderr
+    doc = json.loads((tmp_path / f"lab-{run_id}.json").read_text())
+    hg = subject(doc, "host-gw")
+    assert hg["status"] == "error"
+    assert "needs L2 adjacency" in hg["error"] and "Nexthop has invalid gateway" in hg["error"]
+    assert hg["underlay_need"] == "same-l2-subnet"
+    # an encapsulating datapath works across the router
+    vx = subject(doc, "vxlan")
+    assert vx["status"] == "ok"
+    assert next(t for t in vx["tests"] if t["name"] == "tcp")["stats"]["median"] > 0
+    snap.assert_clean(run_id)
+
+
+# --------------------------------------------------------------------------- failure, interruption, concurrency
+
+
+def test_failing_run_leaves_nothing(tmp_path):
+    run_id = new_id()
+    snap = Snapshot()
+    proc = lab(run_id, tmp_path, "-d", "host-gw", "-d", "vxlan", *QUICK, env={"CNIBENCH_LAB_FAIL_AT": "measure"})
+    assert proc.returncode == 1
+    assert "injected failure" in proc.stderr and "removed" in proc.stderr
+    snap.assert_clean(run_id)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_leaves_nothing(tmp_path, sig):
+    run_id = new_id()
+    snap = Snapshot()
+    cmd = [sys.executable, "-m", "cnibench.lab", "--run-id", run_id, "--out", str(tmp_path), "-d", "vxlan",
+           "--duration", "5", "--repeat", "2", "--no-latency"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # wait until the servers run and a measurement is under way
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(b"iperf3-client" in _cmdline(p) for p in nsutil.run_processes(run_id)):
+                break
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+        else:
+            pytest.fail("the lab never started measuring")
+        assert nsutil.run_namespaces(run_id), "namespaces should exist mid-run"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err
+    snap.assert_clean(run_id)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def test_two_concurrent_runs_do_not_collide(tmp_path):
+    ids = [new_id(), new_id()]
+    snap = Snapshot()
+    # the second run uses kube-proxy-style iptables chains instead of nft for the service
+    procs = [subprocess.Popen([sys.executable, "-m", "cnibench.lab", "--run-id", rid, "--out", str(tmp_path),
+                               "-d", "host-gw", "-d", "vxlan", *QUICK, "--no-latency", "--no-chart",
+                               "--service-proxy", proxy],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for rid, proxy in zip(ids, ("nft", "iptables"))]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+    for rid in ids:
+        doc = json.loads((tmp_path / f"lab-{rid}.json").read_text())
+        vx = subject(doc, "vxlan")
+        assert vx["status"] == "ok"
+        svc = next(t for t in vx["tests"] if t["name"] == "tcp-service")
+        assert svc["stats"]["median"] > 0 and doc["parameters"]["extra"]["service_proxy"] in svc["parameters"]["proxy"]
+        snap.assert_clean(rid)
+
+
+def test_duplicate_run_id_of_a_live_run_is_refused():
+    rid = new_id()
+    nsutil.claim_run(rid)
+    try:
+        with pytest.raises(RuntimeError, match="already running"):
+            nsutil.claim_run(rid)
+    finally:
+        nsutil.cleanup_run(rid)
+
+
+# --------------------------------------------------------------------------- preflight and stale cleanup
+
+
+def test_not_root_is_a_clear_error(tmp_path):
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                           "cnibench.lab", "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "needs root" in proc.stderr
+
+
+def test_missing_tool_names_the_debian_package(tmp_path):
+    import shutil
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("ip", "iperf3", "nginx", "nft"):  # no hey
+        os.symlink(shutil.which(tool), bindir / tool)
+    proc = subprocess.run([sys.executable, "-m", "cnibench.lab", "--out", str(tmp_path)], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PATH": str(bindir), "COLUMNS": "200"})
+    assert proc.returncode == 2
+    assert "'hey' not found" in proc.stderr and "apt-get install hey" in proc.stderr
+    assert not any(n.startswith("cnb-") and "hey" in n for n in os.listdir("/run/netns"))
+
+
+def test_cleanup_finds_leftovers_of_dead_runs():
+    rid = new_id()
+    d = nsutil.state_dir(rid)
+    d.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (d / "owner.json").write_text(json.dumps({"pid": dead.pid}))
+    ns = nsutil.ns_name(rid, "vxlan", "n1")
+    nsutil.create_ns(ns)
+    sleeper = subprocess.Popen(nsutil.ns_exec(ns, ["sleep", "300"]))
+    try:
+        deadline = time.monotonic() + 10
+        while sleeper.pid not in nsutil.run_processes(rid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert rid in nsutil.stale_runs()
+        removed = nsutil.cleanup_stale()[rid]
+        assert f"netns {ns}" in removed
+        sleeper.wait(timeout=5)
+        assert nsutil.run_namespaces(rid) == [] and not d.exists()
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+        nsutil.cleanup_run(rid)
+
+
+# --------------------------------------------------------------------------- without root
+
+
+def offline(fn):
+    """The test needs no root (pure logic of the lab)."""
+    fn.lab_offline = True
+    return fn
+
+
+@offline
+def test_datapath_table_states_the_catalogs_underlay_needs():
+    from cnibench.variants import Underlay
+
+    assert DATAPATHS["host-gw"].underlay_need == Underlay.L2.value
+    assert DATAPATHS["ipvlan"].underlay_need == Underlay.L2.value
+    for name in ("vxlan", "ipip", "geneve"):
+        assert DATAPATHS[name].underlay_need == Underlay.L3.value
+    assert DATAPATHS["vxlan"].encap_overhead == DATAPATHS["geneve"].encap_overhead == 50
+    assert DATAPATHS["ipip"].encap_overhead == 20
+
+
+@offline
+def test_l2_and_kernel_messages():
+    from cnibench.lab.datapaths import KernelFeatureMissing, L2AdjacencyError
+
+    msg = str(L2AdjacencyError("host-gw", "route refused"))
+    assert "host-gw needs L2 adjacency" in msg and "same subnet" in msg and "--split-subnets" in msg
+    msg = str(KernelFeatureMissing("ipip", "ipip", "Linux 6.1"))
+    assert "skipped" in msg and "CONFIG_NET_IPIP" in msg
+
+
+@offline
+def test_options_validation():
+    from cnibench.lab.runner import LabOptions
+
+    with pytest.raises(ValueError, match="unknown datapath"):
+        LabOptions(datapaths=("wireguard",)).validate()
+    with pytest.raises(ValueError, match="repeat"):
+        LabOptions(repeat=0).validate()
+    q = LabOptions().quick()
+    assert q.repeat == 1 and q.duration < LabOptions().duration
+
+
+@offline
+def test_preflight_names_packages(monkeypatch):
+    import shutil
+
+    from cnibench.lab import preflight
+
+    real = shutil.which
+    monkeypatch.setattr(preflight.shutil, "which", lambda t: None if t in ("hey", "nginx") else real(t))
+    monkeypatch.setattr(preflight.os, "geteuid", lambda: 0)
+    with pytest.raises(preflight.PreflightError) as err:
+        preflight.check()
+    assert "nginx-light" in str(err.value) and "apt-get install hey" in str(err.value)
+    monkeypatch.setattr(preflight.os, "geteuid", lambda: 1000)
+    with pytest.raises(preflight.PreflightError, match="needs root"):
+        preflight.check()
