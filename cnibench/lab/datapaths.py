@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-try:  # the catalog is the single source of truth for underlay needs
-    from cnibench.variants import Underlay as _Underlay
+from cnibench.variants import Underlay  # the catalog states the underlay needs
 
-    L2 = _Underlay.L2.value
-    L3 = _Underlay.L3.value
-except Exception:  # pragma: no cover - catalog not importable: same literal values
-    L2 = "same-l2-subnet"
-    L3 = "l3"
+L2 = Underlay.L2.value
+L3 = Underlay.L3.value
 
 
 @dataclass(frozen=True)
