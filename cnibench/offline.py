@@ -120,6 +120,27 @@ def _fake_id(typ: str, name: str) -> str:
     return f"{short}-{hashlib.sha256((typ + name).encode()).hexdigest()[:12]}"
 
 
+# stdout of remote commands whose output the program reads: (text in `create`, stdout).
+_MOCK_CA_HASH = "sha256:" + hashlib.sha256(b"cnibench-mock-ca").hexdigest()
+REMOTE_STDOUT: list[tuple[str, str]] = [
+    ("kubeadm token create --print-join-command",
+     f"kubeadm join 10.20.0.10:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash {_MOCK_CA_HASH} \n"),
+    ("cat /etc/kubernetes/admin.conf",
+     "apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n  cluster:\n"
+     "    certificate-authority-data: TU9DSw==\n    server: https://10.20.0.10:6443\n"
+     "contexts:\n- name: kubernetes-admin@kubernetes\n  context: {cluster: kubernetes, user: kubernetes-admin}\n"
+     "current-context: kubernetes-admin@kubernetes\n"
+     "users:\n- name: kubernetes-admin\n  user: {client-certificate-data: TU9DSw==, client-key-data: TU9DSw==}\n"),
+]
+
+
+def _remote_stdout(create: str) -> str:
+    for marker, stdout in REMOTE_STDOUT:
+        if marker in create:
+            return stdout
+    return ""
+
+
 # Computed (output-only) values per resource type: concrete, deterministic, plausible.
 COMPUTED: dict[str, Callable[[Any], dict[str, Any]]] = {
     "aws:ec2/instance:Instance": lambda a: {
@@ -127,16 +148,20 @@ COMPUTED: dict[str, Callable[[Any], dict[str, Any]]] = {
         "publicIp": "198.51.100." + str(int(hashlib.sha256(a.name.encode()).hexdigest(), 16) % 200 + 10),
         "primaryNetworkInterfaceId": _fake_id("eni", a.name),
         "arn": f"arn:aws:ec2:us-east-1:123456789012:instance/{_fake_id('i', a.name)}",
+        "privateDns": "ip-" + (a.inputs.get("privateIp") or _ip_for(a.name)).replace(".", "-") + ".ec2.internal",
     },
+    # auto-named resources: the provider fills in `name`/`keyName` (Pulumi auto-naming)
+    "aws:ec2/keyPair:KeyPair": lambda a: {"keyName": a.inputs.get("keyName") or f"{a.name}-mock"},
+    "aws:ec2/placementGroup:PlacementGroup": lambda a: {"name": a.inputs.get("name") or f"{a.name}-mock"},
     "aws:ec2/vpc:Vpc": lambda a: {"defaultRouteTableId": _fake_id("rtb", a.name), "mainRouteTableId": _fake_id("rtb", a.name)},
-    "aws:iam/role:Role": lambda a: {"arn": f"arn:aws:iam::123456789012:role/{a.name}"},
-    "aws:iam/instanceProfile:InstanceProfile": lambda a: {"arn": f"arn:aws:iam::123456789012:instance-profile/{a.name}"},
+    "aws:iam/role:Role": lambda a: {"arn": f"arn:aws:iam::123456789012:role/{a.name}", "name": a.inputs.get("name") or f"{a.name}-mock"},
+    "aws:iam/instanceProfile:InstanceProfile": lambda a: {"arn": f"arn:aws:iam::123456789012:instance-profile/{a.name}", "name": a.inputs.get("name") or f"{a.name}-mock"},
     "tls:index/privateKey:PrivateKey": lambda a: {
         "privateKeyOpenssh": "-----BEGIN OPENSSH PRIVATE KEY-----\nmock\n-----END OPENSSH PRIVATE KEY-----\n",
         "privateKeyPem": "-----BEGIN PRIVATE KEY-----\nmock\n-----END PRIVATE KEY-----\n",
         "publicKeyOpenssh": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockMockMockMockMockMockMockMockMockMockMock cnibench",
     },
-    "command:remote:Command": lambda a: {"stdout": "", "stderr": ""},
+    "command:remote:Command": lambda a: {"stdout": _remote_stdout(str(a.inputs.get("create") or "")), "stderr": ""},
     "command:local:Command": lambda a: {"stdout": "", "stderr": ""},
 }
 
@@ -148,6 +173,14 @@ CALLS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
         "name": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20251101",
         "architecture": "x86_64",
         "rootDeviceName": "/dev/sda1",
+    },
+    "aws:ec2/getInstanceType:getInstanceType": lambda args: {
+        "instanceType": args.get("instanceType"), "id": args.get("instanceType"),
+        "supportedArchitectures": ["arm64"] if str(args.get("instanceType", "")).split(".")[0].endswith("g") else ["x86_64", "i386"],
+    },
+    "aws:ec2/getVpc:getVpc": lambda args: {"id": args.get("id"), "cidrBlock": "10.20.0.0/16", "default": False},
+    "aws:ec2/getInternetGateway:getInternetGateway": lambda args: {
+        "id": "igw-0123456789abcdef0", "internetGatewayId": "igw-0123456789abcdef0",
     },
     "aws:index/getCallerIdentity:getCallerIdentity": lambda args: {
         "accountId": "123456789012", "arn": "arn:aws:iam::123456789012:user/offline", "userId": "AIDAOFFLINE",
@@ -269,6 +302,12 @@ def run_program(
             outputs[name] = await out.future(with_unknowns=True)
 
     def _program() -> None:
+        # like Pulumi's Python language host: the program's directory is importable
+        # (`components`), whatever the caller's working directory (e.g. `cnibench check`)
+        import sys
+
+        if str(Path(project_dir).resolve()) not in sys.path:
+            sys.path.insert(0, str(Path(project_dir).resolve()))
         runpy.run_path(main, run_name="__main__")
 
     _STATE.active = True
