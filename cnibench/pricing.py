@@ -1,0 +1,144 @@
+"""Cost estimate of a matrix run: instance-hours x an on-demand price table.
+
+The table (``cnibench/data/ec2-prices.yaml``, source cited in the file) maps region -> instance
+type -> USD per hour; ``--prices FILE`` replaces it. Only instances are counted (no EBS, data
+transfer or NAT), and the hours are an assumption printed with the estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from cnibench.config import StackConfig
+
+DEFAULT_TABLE = "data/ec2-prices.yaml"
+# Minutes around the benchmark itself: instances boot, kubeadm init/join, CNI rollout (~15),
+# and the destroy (~5). An assumption, stated with every estimate.
+PROVISION_MINUTES = 15.0
+TEARDOWN_MINUTES = 5.0
+
+
+class PriceError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    regions: Mapping[str, Mapping[str, float]]
+    source: str
+    currency: str = "USD"
+
+    def price(self, region: str, instance_type: str) -> float:
+        if region not in self.regions:
+            raise PriceError(
+                f"no prices for region {region!r} in {self.source} (regions: {', '.join(sorted(self.regions))}); "
+                "pass a table with --prices FILE"
+            )
+        table = self.regions[region]
+        if instance_type not in table:
+            raise PriceError(
+                f"no price for instance type {instance_type!r} in {region} in {self.source} "
+                f"(known: {', '.join(sorted(table))}); pass a table with --prices FILE"
+            )
+        return float(table[instance_type])
+
+
+def load_table(path: str | Path | None = None) -> PriceTable:
+    if path is None:
+        text = resources.files("cnibench").joinpath(DEFAULT_TABLE).read_text()
+        source = f"cnibench/{DEFAULT_TABLE}"
+    else:
+        text = Path(path).read_text()
+        source = str(path)
+    doc = yaml.safe_load(text) or {}
+    regions = doc.get("regions")
+    if not isinstance(regions, Mapping) or not regions:
+        raise PriceError(f"{source}: expected a 'regions' mapping of region -> instance type -> USD/hour")
+    clean: dict[str, dict[str, float]] = {}
+    for region, types in regions.items():
+        if not isinstance(types, Mapping):
+            raise PriceError(f"{source}: regions.{region} must map instance types to prices")
+        for itype, value in types.items():
+            if not isinstance(value, (int, float)) or value < 0:
+                raise PriceError(f"{source}: regions.{region}.{itype}: {value!r} is not a price per hour")
+        clean[str(region)] = {str(k): float(v) for k, v in types.items()}
+    return PriceTable(clean, doc.get("source") or source, doc.get("currency", "USD"))
+
+
+@dataclass(frozen=True)
+class Line:
+    variant: str
+    region: str
+    instances: tuple[tuple[str, int, float], ...]  # (instance type, count, USD/hour)
+    hours: float
+
+    @property
+    def per_hour(self) -> float:
+        return sum(count * price for _, count, price in self.instances)
+
+    @property
+    def cost(self) -> float:
+        return self.per_hour * self.hours
+
+    @property
+    def instance_hours(self) -> float:
+        return sum(count for _, count, _ in self.instances) * self.hours
+
+
+@dataclass(frozen=True)
+class Estimate:
+    lines: tuple[Line, ...]
+    assumption: str
+    currency: str
+
+    @property
+    def total(self) -> float:
+        return sum(line.cost for line in self.lines)
+
+
+def hours_for(cfg: StackConfig, timeout_s: float | None = None) -> float:
+    """Upper bound of one variant's billed hours: provisioning + the benchmark's own hard cap
+    (``cnibench:benchmarkTimeout``) + teardown, capped by the matrix timeout + teardown."""
+    minutes = PROVISION_MINUTES + cfg.benchmark_timeout / 60.0 + TEARDOWN_MINUTES
+    if timeout_s is not None:
+        minutes = min(minutes, timeout_s / 60.0 + TEARDOWN_MINUTES)
+    return minutes / 60.0
+
+
+def instances_of(cfg: StackConfig) -> list[tuple[str, int]]:
+    """Two benchmark nodes, plus the control plane unless it runs on a benchmark node."""
+    out = [(cfg.instance_type, 2)]
+    if not cfg.control_plane_on_benchmark_node:
+        out.append((cfg.control_plane_instance_type, 1))
+    return out
+
+
+def estimate(configs: Mapping[str, StackConfig], table: PriceTable, timeout_s: float | None = None) -> Estimate:
+    lines = []
+    for variant, cfg in configs.items():
+        merged: dict[str, int] = {}
+        for itype, count in instances_of(cfg):
+            merged[itype] = merged.get(itype, 0) + count
+        priced = tuple((t, n, table.price(cfg.region, t)) for t, n in merged.items())
+        lines.append(Line(variant, cfg.region, priced, hours_for(cfg, timeout_s)))
+    cap = f", capped at the matrix timeout ({timeout_s / 60:g} min) + teardown" if timeout_s else ""
+    assumption = (
+        f"hours per variant = {PROVISION_MINUTES:.0f} min provisioning + cnibench:benchmarkTimeout "
+        f"+ {TEARDOWN_MINUTES:.0f} min teardown{cap} (an upper bound: a benchmark that finishes "
+        f"early costs less); on-demand Linux prices from {table.source}; instances only "
+        "(no EBS, data transfer, NAT)"
+    )
+    return Estimate(tuple(lines), assumption, table.currency)
+
+
+def rows(est: Estimate) -> list[Sequence[Any]]:
+    out = []
+    for line in est.lines:
+        inst = ", ".join(f"{n} x {t} @ {p:.4f}/h" for t, n, p in line.instances)
+        out.append((line.variant, line.region, inst, f"{line.hours:.2f}", f"{line.cost:.2f}"))
+    return out

@@ -1,0 +1,175 @@
+"""The multi-result comparison report (``cnibench report``): lab, knb and cloud side by side.
+
+Inputs are real: knb reports rendered by the real knb script (tests/data/knb, see its README),
+documents assembled from recorded iperf3/hey outputs (tests/data), and, as root, a short real
+lab run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cnibench import compare, results
+from cnibench.cli import app
+
+DATA = Path(__file__).parent / "data"
+KNB = DATA / "knb"
+
+
+def knb_doc(name: str, subject: str) -> dict:
+    from cnibench import knb
+
+    return knb.import_report((KNB / name).read_text(), subject=subject)
+
+
+def recorded_doc(origin: str = "cloud", run_id: str = "rec-1") -> dict:
+    """A document built from recorded tool outputs: host = iperf3-tcp.json, the variant =
+    iperf3-tcp-2streams.json / iperf3-udp*.json, latency = hey-350-rate1000.csv."""
+    env = {"kernel": "6.8.0-1015-aws", "hostname": "ip-10-20-1-10", "cpus": 32, "underlay_mtu": 9001,
+           "instance_type": "c6i.8xlarge", "region": "us-east-1"}
+    doc = results.new_document(origin, run_id=run_id, environment=env,
+                               parameters={"duration_s": 10, "repeat": 1})
+    hey = results.parse_hey_csv((DATA / "hey-350-rate1000.csv").read_text(), duration_s=2.0)
+    plan = (("host", "reference", "iperf3-tcp.json", "iperf3-udp.json"),
+            ("cilium-native", "variant", "iperf3-tcp-2streams.json", "iperf3-udp-500M.json"))
+    for name, kind, tcp_file, udp_file in plan:
+        subject = results.new_subject(name, kind, variant=None if kind == "reference" else name)
+        for tname, tkind, f in (("tcp", "tcp", tcp_file), ("udp", "udp", udp_file)):
+            r = results.parse_iperf3((DATA / f).read_text())
+            test = results.new_test(tname, tkind, "node-to-node" if kind == "reference" else "pod-to-pod", "Gbit/s")
+            test["samples"].append(r.gbit_per_second)
+            busy = r.cpu_host_percent / env["cpus"]
+            test["repetitions"].append({"index": 0, "value": r.gbit_per_second, "cpu": {
+                "busy_percent": busy,
+                "cpu_seconds_per_gbit": busy / 100 * env["cpus"] / r.gbit_per_second, "source": "iperf3"}})
+            subject["tests"].append(test)
+        for load in (0.3, 0.7):
+            test = results.new_test(f"latency-350B-{load * 100:g}pct", "latency", "pod-to-pod", "ms",
+                                    higher_is_better=False)
+            test["parameters"] = {"size_bytes": 350, "load_fraction": load, "statistic": "p99"}
+            scale = 1.0 if kind == "reference" else 1.0 + load
+            test["samples"].append(hey.p99_ms * scale)
+            test["repetitions"].append({"index": 0, "value": hey.p99_ms * scale,
+                                        "percentiles": {k: v * scale for k, v in hey.percentiles().items()}})
+            subject["tests"].append(test)
+        doc["subjects"].append(subject)
+    results.finalize(doc)
+    results.validate(doc)
+    return doc
+
+
+def write(doc: dict, path: Path) -> Path:
+    return results.write_json(doc, path)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_recorded_cloud_and_knb_side_by_side(tmp_path):
+    cloud = compare.Source(recorded_doc())
+    flannel = compare.Source(knb_doc("flannel-2020-08-run1.json", "flannel (knb 2020)"))
+    calico = compare.Source(knb_doc("calico-2020-08-run1.txt", "calico (knb 2020)"))
+    out = compare.write_report([cloud, flannel, calico], tmp_path / "report")
+
+    rows = read_csv(out["csv"])
+    by = {(r["origin"], r["subject"], r["test"]): r for r in rows}
+    variant_tcp = by[("cloud", "cilium-native", "tcp")]
+    assert variant_tcp["environment"].startswith("c6i.8xlarge us-east-1, Linux 6.8.0-1015-aws")
+    host = results.parse_iperf3((DATA / "iperf3-tcp.json").read_text()).gbit_per_second
+    two = results.parse_iperf3((DATA / "iperf3-tcp-2streams.json").read_text()).gbit_per_second
+    assert float(variant_tcp["median"]) == pytest.approx(two)
+    assert float(variant_tcp["efficiency_vs_reference"]) == pytest.approx(two / host)
+    knb_tcp = by[("knb", "flannel (knb 2020)", "tcp")]
+    assert knb_tcp["efficiency_vs_reference"] == "" and knb_tcp["reference"] == "none in this run"
+    assert float(knb_tcp["median"]) > 1  # Gbit/s, converted from knb's Mbit/s
+    assert by[("knb", "calico (knb 2020)", "tcp")]["environment"].startswith("knb")
+
+    md = out["markdown"].read_text()
+    assert "## Throughput" in md and "## Latency" in md
+    assert "| knb |" in md and "| cloud |" in md and f"{two / host:.2f}x" in md
+    assert set(out["charts"]) == {"throughput", "latency", "cpu"}
+    for png in out["charts"].values():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    copies = sorted(p.name for p in (tmp_path / "report" / "results").iterdir())
+    assert copies == sorted(f"{s.key}.json" for s in (cloud, flannel, calico))
+    for p in (tmp_path / "report" / "results").iterdir():
+        results.load(p)
+
+
+def test_latency_points_are_medians_of_the_repetitions_percentiles():
+    test = results.new_test("latency-350B-50pct", "latency", "pod-to-pod", "ms", higher_is_better=False)
+    test["repetitions"] = [
+        {"index": 0, "value": 1.0, "percentiles": {"p50": 0.2, "p99": 1.0}},
+        {"index": 1, "value": 3.0, "percentiles": {"p50": 0.4, "p99": 3.0}},
+        {"index": 2, "value": 2.0, "percentiles": {"p50": 0.3, "p99": 2.0}},
+        {"index": 3, "error": "hey failed"},
+    ]
+    test["samples"] = [1.0, 3.0, 2.0]
+    test["stats"] = results.summarize(test["samples"])
+    assert compare.latency_points(test) == {"p50": pytest.approx(0.3), "p99": 2.0}
+    assert compare._load_and_size(test) == (350, 50.0)
+
+
+def test_same_run_twice_keeps_both(tmp_path):
+    doc = recorded_doc()
+    out = compare.write_report([compare.Source(doc), compare.Source(doc)], tmp_path)
+    assert len(out["results"]) == 2 and len({p.name for p in out["results"]}) == 2
+
+
+def test_report_command_finds_results_and_skips_others(tmp_path):
+    write(recorded_doc(), tmp_path / "cloud" / "cilium-native.json")
+    write(knb_doc("flannel-2020-08-run1.yaml", "flannel"), tmp_path / "knb" / "flannel.json")
+    (tmp_path / "matrix.json").write_text(json.dumps({"runs": []}))
+    (tmp_path / "broken.json").write_text("{")
+    res = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "report"
+    assert {r["origin"] for r in read_csv(out / "comparison.csv")} == {"cloud", "knb"}
+    assert (out / "throughput.png").is_file()
+    assert "matrix.json" in res.output and "broken.json" in res.output
+    first = len(read_csv(out / "comparison.csv"))
+    # a second run does not read its own copies in DIR/report/results
+    res2 = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert res2.exit_code == 0
+    assert len(read_csv(out / "comparison.csv")) == first
+    assert len(list((out / "results").iterdir())) == 2
+
+
+def test_report_command_with_nothing_to_compare(tmp_path):
+    (tmp_path / "x.json").write_text("[]")
+    res = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "no result documents" in res.output
+
+
+@pytest.mark.lab
+def test_report_from_a_real_lab_run_and_imported_knb(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (network namespaces); run the suite as root")
+    from cnibench.lab.runner import LabOptions, run_lab
+
+    opts = LabOptions(datapaths=("host", "vxlan"), out=tmp_path / "lab", udp=False, service=False,
+                      latency_loads=(0.3, 0.6), chart=False).quick()
+    lab = run_lab(opts)
+    assert lab.json_path and lab.json_path.is_file()
+    write(knb_doc("flannel-2020-08-run1.json", "flannel (knb 2020)"), tmp_path / "knb" / "flannel.json")
+    res = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "report")])
+    assert res.exit_code == 0, res.output
+    rows = read_csv(tmp_path / "report" / "comparison.csv")
+    lab_tcp = next(r for r in rows if r["origin"] == "lab" and r["subject"] == "vxlan" and r["test"] == "tcp")
+    assert lab_tcp["status"] == "ok", lab_tcp
+    assert float(lab_tcp["median"]) > 0 and float(lab_tcp["efficiency_vs_reference"]) > 0
+    assert lab_tcp["environment"].startswith("lab ")
+    assert any(r["origin"] == "knb" and r["test"] == "tcp" for r in rows)
+    lat = [r for r in rows if r["origin"] == "lab" and r["kind"] == "latency" and r["status"] == "ok"]
+    assert len(lat) >= 2
+    assert (tmp_path / "report" / "throughput.png").is_file()
+    assert (tmp_path / "report" / "latency.png").is_file()

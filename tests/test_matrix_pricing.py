@@ -1,0 +1,64 @@
+"""Cost estimate of a matrix run: instance-hours x the price table."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnibench import pricing
+from cnibench.config import parse_config
+
+
+def cfg(**values):
+    return parse_config({"variant": "cilium-native", **values})
+
+
+def test_default_table_has_the_default_instance_types_with_its_source():
+    table = pricing.load_table()
+    assert table.source.startswith("https://aws.amazon.com/ec2/pricing/on-demand")
+    assert table.price("us-east-1", "c6i.8xlarge") == 1.36
+    assert table.price("us-east-1", "t3.medium") == 0.0416
+    assert table.price("us-west-2", "c6i.8xlarge") == 1.36
+
+
+def test_estimate_counts_two_benchmark_nodes_and_the_control_plane():
+    est = pricing.estimate({"a": cfg(), "b": cfg(controlPlaneOnBenchmarkNode=True, benchmarkTimeout=1800)},
+                           pricing.load_table())
+    a, b = est.lines
+    assert dict((t, n) for t, n, _ in a.instances) == {"c6i.8xlarge": 2, "t3.medium": 1}
+    assert dict((t, n) for t, n, _ in b.instances) == {"c6i.8xlarge": 2}
+    # 15 min provisioning + 3600 s benchmark cap + 5 min teardown
+    assert a.hours == pytest.approx((15 + 60 + 5) / 60)
+    assert a.cost == pytest.approx((2 * 1.36 + 0.0416) * a.hours)
+    assert b.cost == pytest.approx(2 * 1.36 * (15 + 30 + 5) / 60)
+    assert est.total == pytest.approx(a.cost + b.cost)
+    assert "benchmarkTimeout" in est.assumption and "upper bound" in est.assumption
+
+
+def test_matrix_timeout_caps_the_hours():
+    est = pricing.estimate({"a": cfg()}, pricing.load_table(), timeout_s=1200)
+    assert est.lines[0].hours == pytest.approx((20 + 5) / 60)
+
+
+def test_prices_file_overrides_and_missing_entries_name_the_fix(tmp_path):
+    f = tmp_path / "prices.yaml"
+    f.write_text("source: my contract\nregions:\n  eu-west-1:\n    c6i.8xlarge: 1.0\n    t3.medium: 0.05\n")
+    table = pricing.load_table(f)
+    est = pricing.estimate({"a": cfg(region="eu-west-1")}, table)
+    assert est.lines[0].per_hour == pytest.approx(2.05)
+    assert "my contract" in est.assumption
+    with pytest.raises(pricing.PriceError, match="c6i.4xlarge.*--prices"):
+        pricing.estimate({"a": cfg(region="eu-west-1", instanceType="c6i.4xlarge")}, table)
+    with pytest.raises(pricing.PriceError, match="us-east-1.*eu-west-1"):
+        table.price("us-east-1", "c6i.8xlarge")
+
+
+@pytest.mark.parametrize("text, match", [
+    ("{}", "regions"),
+    ("regions: {us-east-1: {c6i.8xlarge: cheap}}", "c6i.8xlarge"),
+    ("regions: {us-east-1: [1, 2]}", "us-east-1"),
+])
+def test_bad_price_file(tmp_path, text, match):
+    f = tmp_path / "p.yaml"
+    f.write_text(text)
+    with pytest.raises(pricing.PriceError, match=match):
+        pricing.load_table(f)
