@@ -364,3 +364,14 @@ def load(path: str | Path) -> dict[str, Any]:
     doc = json.loads(Path(path).read_text())
     validate(doc)
     return doc
+
+
+# --------------------------------------------------------------------------- knb (cnibench.knb)
+
+
+def parse_knb(text: str | bytes) -> Any:
+    """Parse a knb report (``-o json``, ``-o yaml`` or text); see :mod:`cnibench.knb`, which
+    also turns it into a result document (``cnibench.knb.to_document``)."""
+    from cnibench import knb
+
+    return knb.parse_knb(text)

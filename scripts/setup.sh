@@ -12,7 +12,7 @@ fi
 
 packages=(
   python3 python3-venv python3-pip
-  iproute2 iptables nftables procps kmod iputils-ping
+  iproute2 iptables nftables procps kmod iputils-ping sudo
   iperf3 nginx-light hey sockperf containernetworking-plugins
 )
 missing=()
