@@ -1,8 +1,8 @@
 """The multi-result comparison report (``cnibench report``): lab, knb and cloud side by side.
 
-Inputs are real: knb reports rendered by the real knb script (tests/data/knb, see its README),
-documents assembled from recorded iperf3/hey outputs (tests/data), and, as root, a short real
-lab run.
+Inputs are real: knb reports rendered by the real knb script from raw data measured on our lab
+machine (tests/data/knb, see its README), documents assembled from recorded iperf3/hey outputs
+(tests/data), and, as root, a short real lab run.
 """
 
 from __future__ import annotations
@@ -75,9 +75,9 @@ def read_csv(path: Path) -> list[dict]:
 
 def test_recorded_cloud_and_knb_side_by_side(tmp_path):
     cloud = compare.Source(recorded_doc())
-    flannel = compare.Source(knb_doc("flannel-2020-08-run1.json", "flannel (knb 2020)"))
-    calico = compare.Source(knb_doc("calico-2020-08-run1.txt", "calico (knb 2020)"))
-    out = compare.write_report([cloud, flannel, calico], tmp_path / "report")
+    veth = compare.Source(knb_doc("lab-run1.json", "lab veth (knb)"))
+    vxlan = compare.Source(knb_doc("lab-run2-vxlan.txt", "lab vxlan (knb)"))
+    out = compare.write_report([cloud, veth, vxlan], tmp_path / "report")
 
     rows = read_csv(out["csv"])
     by = {(r["origin"], r["subject"], r["test"]): r for r in rows}
@@ -87,10 +87,10 @@ def test_recorded_cloud_and_knb_side_by_side(tmp_path):
     two = results.parse_iperf3((DATA / "iperf3-tcp-2streams.json").read_text()).gbit_per_second
     assert float(variant_tcp["median"]) == pytest.approx(two)
     assert float(variant_tcp["efficiency_vs_reference"]) == pytest.approx(two / host)
-    knb_tcp = by[("knb", "flannel (knb 2020)", "tcp")]
+    knb_tcp = by[("knb", "lab veth (knb)", "tcp")]
     assert knb_tcp["efficiency_vs_reference"] == "" and knb_tcp["reference"] == "none in this run"
     assert float(knb_tcp["median"]) > 1  # Gbit/s, converted from knb's Mbit/s
-    assert by[("knb", "calico (knb 2020)", "tcp")]["environment"].startswith("knb")
+    assert by[("knb", "lab vxlan (knb)", "tcp")]["environment"].startswith("knb")
 
     md = out["markdown"].read_text()
     assert "## Throughput" in md and "## Latency" in md
@@ -99,7 +99,7 @@ def test_recorded_cloud_and_knb_side_by_side(tmp_path):
     for png in out["charts"].values():
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     copies = sorted(p.name for p in (tmp_path / "report" / "results").iterdir())
-    assert copies == sorted(f"{s.key}.json" for s in (cloud, flannel, calico))
+    assert copies == sorted(f"{s.key}.json" for s in (cloud, veth, vxlan))
     for p in (tmp_path / "report" / "results").iterdir():
         results.load(p)
 
@@ -126,7 +126,7 @@ def test_same_run_twice_keeps_both(tmp_path):
 
 def test_report_command_finds_results_and_skips_others(tmp_path):
     write(recorded_doc(), tmp_path / "cloud" / "cilium-native.json")
-    write(knb_doc("flannel-2020-08-run1.yaml", "flannel"), tmp_path / "knb" / "flannel.json")
+    write(knb_doc("lab-run1.yaml", "lab veth"), tmp_path / "knb" / "lab-veth.json")
     (tmp_path / "matrix.json").write_text(json.dumps({"runs": []}))
     (tmp_path / "broken.json").write_text("{")
     res = CliRunner().invoke(app, ["report", str(tmp_path)])
@@ -160,7 +160,7 @@ def test_report_from_a_real_lab_run_and_imported_knb(tmp_path):
                       latency_loads=(0.3, 0.6), chart=False).quick()
     lab = run_lab(opts)
     assert lab.json_path and lab.json_path.is_file()
-    write(knb_doc("flannel-2020-08-run1.json", "flannel (knb 2020)"), tmp_path / "knb" / "flannel.json")
+    write(knb_doc("lab-run1.json", "lab veth (knb)"), tmp_path / "knb" / "lab-veth.json")
     res = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "report")])
     assert res.exit_code == 0, res.output
     rows = read_csv(tmp_path / "report" / "comparison.csv")

@@ -1,0 +1,396 @@
+"""knb reports (github.com/InfraBuilder/k8s-bench-suite, script ``knb``, v1.5.0): parsers and
+conversion into the cnibench result document (``origin: knb``).
+
+knb writes its report with ``echo`` (``compute-json-result``, ``compute-text-result`` and
+``compute-yaml-result`` in the ``knb`` script at tag v1.5.0), not with a JSON library, so real
+reports carry what a hand-written sample would not. The test reports in ``tests/data/knb``,
+rendered by knb v1.5.0 from raw data measured by ``tests/data/knb/make_fixtures.sh`` (see the
+README there), show each of these:
+
+* ``cpu`` and ``kernel`` end with a carriage return (knb reads them with ``kubectl exec -i`` and
+  stores them with an unquoted ``echo``): a raw control character inside a JSON string, which
+  strict JSON parsers reject (``lab-run1.json``);
+* a figure knb could not extract is printed as nothing: ``"bandwidth": ,`` in JSON (invalid) and
+  ``bandwidth =  Mbit/s`` in text when iperf3 printed no ``receiver`` line
+  (``lab-run4-udp-svc-broken.*``), ``client cpu =`` when the monitor pods produced no samples
+  (``lab-run5-no-monitor.txt``);
+* ``-ot`` (``--only-tests``) leaves whole sections out (``lab-run3-only-p2ptcp.*``).
+
+Units, from the same script: bandwidth is field 7 of the ``receiver`` line of ``iperf3 -f m``
+(Mbit/s); CPU figures are averages of per-second ``sar 1 1`` samples (percent of the whole node,
+user/nice/system/iowait/steal; ``total`` is their sum); RAM is the average of ``free -m`` "used"
+(MB). knb runs one iperf3 stream for ``-d`` seconds (default 10) per test, once, and measures no
+host-network reference; its duration is not in the report.
+
+knb 1.5.0 itself cannot benchmark a current cluster unmodified: it reads the server version
+with ``kubectl version --short``, an option removed in kubectl 1.28. Importing is for the
+reports people already have (and compare against).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from cnibench import results
+from cnibench.results import ParseError
+
+KNB_DEFAULT_DURATION_S = 10  # knb v1.5.0: BENCHMARK_DURATION="10"
+KNB_CPU_FIELDS = ("user", "nice", "system", "iowait", "steal")
+
+# Test sections of a knb report: (JSON path, text section, text protocol) -> cnibench test.
+# The names follow cnibench's cloud suite so that an imported knb run sits beside a cloud run.
+_SECTIONS: dict[tuple[str, str], dict[str, str]] = {
+    ("pod2pod", "tcp"): {"name": "tcp", "kind": "tcp", "path": "pod-to-pod", "reference_test": "tcp"},
+    ("pod2pod", "udp"): {"name": "udp", "kind": "udp", "path": "pod-to-pod", "reference_test": "udp"},
+    ("pod2svc", "tcp"): {"name": "tcp-service", "kind": "tcp", "path": "pod-to-service", "reference_test": "tcp"},
+    ("pod2svc", "udp"): {"name": "udp-service", "kind": "udp", "path": "pod-to-service", "reference_test": "udp"},
+}
+_TEXT_GROUPS = {"Idle": "idle", "Pod to pod": "pod2pod", "Pod to Service": "pod2svc"}
+
+
+@dataclass(frozen=True)
+class KnbNodeUsage:
+    """Average CPU (percent of the node) and used RAM (MB) of one node during one knb test."""
+
+    cpu_total: float | None = None
+    cpu: Mapping[str, float | None] = field(default_factory=dict)  # user, nice, system, iowait, steal
+    ram_mb: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.cpu_total is None and self.ram_mb is None and not any(v is not None for v in self.cpu.values())
+
+
+@dataclass(frozen=True)
+class KnbTest:
+    section: str  # "idle", "pod2pod", "pod2svc"
+    protocol: str | None  # "tcp", "udp"; None for idle
+    bandwidth_mbit_s: float | None
+    client: KnbNodeUsage
+    server: KnbNodeUsage
+
+
+@dataclass(frozen=True)
+class KnbReport:
+    format: str  # "json", "text" or "yaml"
+    metadata: Mapping[str, str]  # name, generator, version, date, server-node, client-node, socket-buffer-size
+    cpu_model: str | None
+    kernel: str | None
+    k8s_version: str | None
+    mtu: str | None  # as printed: one MTU per UP interface of the server pod, space separated
+    tests: tuple[KnbTest, ...]
+
+    @property
+    def name(self) -> str:
+        return self.metadata.get("name") or "knb"
+
+    @property
+    def version(self) -> str | None:
+        return self.metadata.get("version")
+
+    @property
+    def mtus(self) -> list[int]:
+        return [int(m) for m in (self.mtu or "").split() if m.isdigit()]
+
+    def test(self, section: str, protocol: str | None = None) -> KnbTest | None:
+        return next((t for t in self.tests if t.section == section and t.protocol == protocol), None)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _clean(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).replace("\r", "").strip()
+    return text or None
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).replace("\r", "").strip()
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _usage_from_mapping(node: Any) -> KnbNodeUsage:
+    if not isinstance(node, Mapping):
+        return KnbNodeUsage()
+    cpu = node.get("cpu") if isinstance(node.get("cpu"), Mapping) else {}
+    parts = {k: _number(cpu.get(k)) for k in KNB_CPU_FIELDS}
+    total = _number(cpu.get("total"))
+    if all(v is None for v in parts.values()):
+        # knb prints "total" with printf "%.2f" of an empty line: 0.00 when the monitor had no samples
+        total = None
+    return KnbNodeUsage(cpu_total=total, cpu=parts, ram_mb=_number(node.get("ram")))
+
+
+def _from_mapping(doc: Any, fmt: str) -> KnbReport:
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("data"), Mapping):
+        raise ParseError(f"knb {fmt}: no 'data' section (is this a knb report?)")
+    meta = {str(k): _clean(v) or "" for k, v in (doc.get("metadata") or {}).items()}
+    if meta.get("generator") not in (None, "", "knb"):
+        raise ParseError(f"knb {fmt}: generator is {meta['generator']!r}, not knb")
+    data = doc["data"]
+    tests: list[KnbTest] = []
+    if isinstance(data.get("idle"), Mapping):
+        idle = data["idle"]
+        tests.append(KnbTest("idle", None, _number(idle.get("bandwidth")),
+                             _usage_from_mapping(idle.get("client")), _usage_from_mapping(idle.get("server"))))
+    for section in ("pod2pod", "pod2svc"):
+        group = data.get(section)
+        if not isinstance(group, Mapping):
+            continue
+        for proto in ("tcp", "udp"):
+            t = group.get(proto)
+            if isinstance(t, Mapping):
+                tests.append(KnbTest(section, proto, _number(t.get("bandwidth")),
+                                     _usage_from_mapping(t.get("client")), _usage_from_mapping(t.get("server"))))
+    return KnbReport(
+        format=fmt,
+        metadata=meta,
+        cpu_model=_clean(data.get("cpu")),
+        kernel=_clean(data.get("kernel")),
+        k8s_version=_clean(data.get("k8s-version")),
+        mtu=_clean(data.get("mtu")),
+        tests=tuple(tests),
+    )
+
+
+# A value knb left empty: `"key": ,` or `"key": ` at the end of a line or before a `}`.
+_EMPTY_JSON_VALUE = re.compile(r'("[A-Za-z0-9_-]+"\s*:)[ \t]*(?=,|\r?\n|\})')
+
+
+def parse_knb_json(text: str | bytes) -> KnbReport:
+    """Parse the output of ``knb -o json``, as knb writes it (see the module docstring)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    repaired = _EMPTY_JSON_VALUE.sub(r"\1 null", text)
+    try:
+        doc = json.loads(repaired, strict=False)  # strict=False: knb leaves \r inside strings
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"knb json: not a knb JSON report ({exc})") from exc
+    return _from_mapping(doc, "json")
+
+
+def parse_knb_yaml(text: str | bytes) -> KnbReport:
+    """Parse the output of ``knb -o yaml`` (same structure as the JSON report)."""
+    import yaml
+
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    try:
+        doc = yaml.safe_load(text.replace("\r", ""))
+    except yaml.YAMLError as exc:
+        raise ParseError(f"knb yaml: not a knb YAML report ({exc})") from exc
+    return _from_mapping(doc, "yaml")
+
+
+_TEXT_HEADER = re.compile(r"^ (Name|Date|Generator|Version|Server|Client|UDP Socket size)\s*:\s?(.*)$")
+_TEXT_DISCOVERED = re.compile(r"^\s+Discovered (CPU|Kernel|k8s version|MTU)\s*:\s?(.*)$")
+_TEXT_GROUP = re.compile(r"^\s+(Idle|Pod to pod|Pod to Service) :\s*$")
+_TEXT_PROTO = re.compile(r"^\s+(TCP|UDP) :\s*$")
+_TEXT_BANDWIDTH = re.compile(r"^\s+bandwidth = ?(\S*) Mbit/s\s*$")
+_TEXT_CPU = re.compile(r"^\s+(client|server) cpu =(.*)$")
+_TEXT_RAM = re.compile(r"^\s+(client|server) ram = ?(\S*) MB\s*$")
+_TEXT_CPU_TOTAL = re.compile(r"total ([0-9.]+)%")
+_TEXT_CPU_PART = re.compile(r"(user|nice|system|iowait|steal) ([0-9.]+)%")
+_HEADER_KEYS = {"Name": "name", "Date": "date", "Generator": "generator", "Version": "version",
+                "Server": "server-node", "Client": "client-node", "UDP Socket size": "socket-buffer-size"}
+
+
+def parse_knb_text(text: str | bytes) -> KnbReport:
+    """Parse the default report of knb (``-o text``), including lines knb logs around it."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    if "Benchmark Results" not in text:
+        raise ParseError("knb text: no 'Benchmark Results' banner (is this a knb text report?)")
+    meta: dict[str, str] = {}
+    discovered: dict[str, str | None] = {}
+    tests: dict[tuple[str, str | None], dict[str, Any]] = {}
+    group: str | None = None
+    current: dict[str, Any] | None = None
+    for raw in text.splitlines():
+        line = raw.replace("\r", "").rstrip()
+        if m := _TEXT_HEADER.match(line):
+            meta[_HEADER_KEYS[m.group(1)]] = m.group(2).strip()
+            if m.group(1) == "Date" and meta["date"].endswith(" UTC"):
+                meta["date"] = meta["date"][: -len(" UTC")]
+        elif m := _TEXT_DISCOVERED.match(line):
+            discovered[m.group(1)] = _clean(m.group(2))
+        elif m := _TEXT_GROUP.match(line):
+            group = _TEXT_GROUPS[m.group(1)]
+            current = tests.setdefault((group, None), {}) if group == "idle" else None
+        elif (m := _TEXT_PROTO.match(line)) and group in ("pod2pod", "pod2svc"):
+            current = tests.setdefault((group, m.group(1).lower()), {})
+        elif current is None:
+            continue
+        elif m := _TEXT_BANDWIDTH.match(line):
+            current["bandwidth"] = _number(m.group(1))
+        elif m := _TEXT_CPU.match(line):
+            body = m.group(2)
+            total = _TEXT_CPU_TOTAL.search(body)
+            current[f"{m.group(1)}_cpu"] = (
+                float(total.group(1)) if total else None,
+                {k: float(v) for k, v in _TEXT_CPU_PART.findall(body)},
+            )
+        elif m := _TEXT_RAM.match(line):
+            current[f"{m.group(1)}_ram"] = _number(m.group(2))
+    if not tests:
+        raise ParseError("knb text: no test section (Idle, Pod to pod, Pod to Service) in the report")
+
+    def usage(t: dict[str, Any], who: str) -> KnbNodeUsage:
+        total, parts = t.get(f"{who}_cpu") or (None, {})
+        return KnbNodeUsage(cpu_total=total, cpu={k: parts.get(k) for k in KNB_CPU_FIELDS},
+                            ram_mb=t.get(f"{who}_ram"))
+
+    order = [("idle", None), ("pod2pod", "tcp"), ("pod2pod", "udp"), ("pod2svc", "tcp"), ("pod2svc", "udp")]
+    return KnbReport(
+        format="text",
+        metadata=meta,
+        cpu_model=discovered.get("CPU"),
+        kernel=discovered.get("Kernel"),
+        k8s_version=discovered.get("k8s version"),
+        mtu=discovered.get("MTU"),
+        tests=tuple(KnbTest(s, p, tests[(s, p)].get("bandwidth"), usage(tests[(s, p)], "client"),
+                            usage(tests[(s, p)], "server")) for s, p in order if (s, p) in tests),
+    )
+
+
+def parse_knb(text: str | bytes) -> KnbReport:
+    """Parse any knb report (``-o json``, ``-o yaml`` or the default text), detecting the format."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    head = text.lstrip()
+    if head.startswith("{"):
+        return parse_knb_json(text)
+    if head.startswith("metadata:"):
+        return parse_knb_yaml(text)
+    if "Benchmark Results" in text:
+        return parse_knb_text(text)
+    if not head:
+        raise ParseError("knb: empty report")
+    raise ParseError(
+        "knb: not a knb report (expected the JSON of 'knb -o json', the YAML of '-o yaml' or the "
+        "text report); note that '-o data' files are tar archives: render them first with "
+        "'knb -fd FILE -o json'"
+    )
+
+
+# --------------------------------------------------------------------------- result document
+
+
+def _usage_record(u: KnbNodeUsage) -> dict[str, Any]:
+    return {"cpu_total_percent": u.cpu_total, **{f"cpu_{k}_percent": v for k, v in u.cpu.items()},
+            "ram_used_mb": u.ram_mb}
+
+
+def _repetition_cpu(t: KnbTest) -> dict[str, Any] | None:
+    if t.client.empty and t.server.empty:
+        return None
+    busy = [v for v in (t.client.cpu_total, t.server.cpu_total) if v is not None]
+    return {
+        # both nodes: the mean of their busy shares is the busy share of the pair's CPUs when the
+        # two nodes are the same size, which knb assumes (it compares two nodes of one cluster)
+        "busy_percent": statistics.fmean(busy) if busy else None,
+        "cpu_seconds_per_gbit": None,  # knb does not report the node's CPU count
+        "client_busy_percent": t.client.cpu_total,
+        "server_busy_percent": t.server.cpu_total,
+        "client_mem_used_mb": t.client.ram_mb,
+        "server_mem_used_mb": t.server.ram_mb,
+        "source": "knb monitor (sar 1 1 and free -m on each node, averaged over the test)",
+    }
+
+
+def to_document(
+    report: KnbReport,
+    *,
+    subject: str | None = None,
+    duration_s: float | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """The result document (schema v1, ``origin: knb``) of one knb report.
+
+    One subject (kind ``knb``) named ``subject`` (default: the run name knb printed); no host
+    reference (knb measures none), so efficiencies stay null. ``duration_s`` is the ``-d`` the
+    run used: it is not in the report, knb's default (10 s) is assumed and said so otherwise.
+    """
+    from cnibench.bench import summarize_node_usage
+
+    name = subject or report.name
+    mtus = report.mtus
+    environment = {
+        "kernel": report.kernel or "unknown",
+        "hostname": report.metadata.get("server-node") or "unknown",
+        "cpus": None,  # knb reports the CPU model, not the count
+        "underlay_mtu": None,
+        "extra": {
+            "cpu_model": report.cpu_model,
+            "kubernetes_version": report.k8s_version,
+            "client_node": report.metadata.get("client-node"),
+            "server_node": report.metadata.get("server-node"),
+            "knb": {"version": report.version, "report_format": report.format,
+                    "date_utc": report.metadata.get("date"), "name": report.name,
+                    "udp_socket_buffer_size": report.metadata.get("socket-buffer-size")},
+        },
+    }
+    duration_note = "given on import" if duration_s else "not in the knb report: knb's default -d 10 assumed"
+    parameters = {
+        "duration_s": float(duration_s or KNB_DEFAULT_DURATION_S),
+        "repeat": 1,
+        "streams": 1,
+        "extra": {"duration_source": duration_note, "tool": "iperf3 -f m (receiver figure)",
+                  "udp_bandwidth": "unlimited (-b 0)"},
+    }
+    doc = results.new_document("knb", run_id=run_id or f"knb:{report.name}", environment=environment,
+                               parameters=parameters, reference="host")
+    subj = results.new_subject(
+        name, "knb", description=f"knb {report.version or '?'} report '{report.name}'",
+        configured_mtu=mtus[0] if mtus else None,
+    )
+    idle = report.test("idle")
+    subj["extra"] = {"discovered_mtu": report.mtu}
+    if idle is not None:
+        subj["extra"]["idle"] = {"client": _usage_record(idle.client), "server": _usage_record(idle.server)}
+    for (section, proto), spec in _SECTIONS.items():
+        t = report.test(section, proto)
+        if t is None:
+            continue
+        test = results.new_test(spec["name"], spec["kind"], spec["path"], "Gbit/s",
+                                reference_test=spec["reference_test"])
+        test["parameters"] = {"knb_section": f"{section}.{proto}", "streams": 1}
+        rep: dict[str, Any] = {"index": 0}
+        cpu = _repetition_cpu(t)
+        if cpu:
+            rep["cpu"] = cpu
+        rep["details"] = {"client": _usage_record(t.client), "server": _usage_record(t.server)}
+        if t.bandwidth_mbit_s is None:
+            rep["error"] = f"knb printed no bandwidth for {section}/{proto} (iperf3 gave no receiver line)"
+            test.update(status="error", error=rep["error"])
+        else:
+            rep["value"] = t.bandwidth_mbit_s / 1000.0
+            test["samples"].append(rep["value"])
+        test["repetitions"].append(rep)
+        subj["tests"].append(test)
+    if not subj["tests"]:
+        subj.update(status="error", error="the knb report holds no pod-to-pod or pod-to-service test")
+    doc["subjects"].append(subj)
+    results.finalize(doc)
+    summarize_node_usage(doc)
+    return doc
+
+
+def import_report(text: str | bytes, **kwargs: Any) -> dict[str, Any]:
+    """Parse a knb report (any format) and return the validated result document."""
+    doc = to_document(parse_knb(text), **kwargs)
+    results.validate(doc)
+    return doc
