@@ -51,19 +51,21 @@ BOOT_TIMEOUT = "20m"
 SSH_DIAL_TIMEOUT = 15  # seconds per dial attempt
 
 
-def script(name: str) -> str:
-    return (SCRIPTS / name).read_text()
+def script(name: str, scripts_dir: Path | None = None) -> str:
+    return ((scripts_dir or SCRIPTS) / name).read_text()
 
 
 def remote_script(
-    name: str, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+    name: str, env: Mapping[str, str] | None = None, args: Sequence[str] = (),
+    scripts_dir: Path | None = None,
 ) -> str:
-    """The ``create`` text that runs ``components/scripts/<name>`` as root through ``bash -s``.
+    """The ``create`` text that runs ``<scripts_dir>/<name>`` (default ``components/scripts``)
+    as root through ``bash -s``.
 
     The script travels in a quoted here-document (no expansion); inputs are ``env`` assignments
     (``sudo env K=V``, so they do not depend on sshd's AcceptEnv) and ``args``.
     """
-    body = script(name)
+    body = script(name, scripts_dir)
     marker = "CNIBENCH_SCRIPT_EOF"
     if f"\n{marker}\n" in f"\n{body}\n":  # pragma: no cover - guards the scripts directory
         raise ValueError(f"{name} contains the here-document marker {marker}")

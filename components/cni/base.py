@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -22,7 +21,7 @@ from pulumi_command import remote
 
 from cnibench.config import StackConfig
 from cnibench.variants import Variant
-from components.cluster import SCRIPTS as CLUSTER_SCRIPTS, remote_script
+from components.cluster import remote_script
 # roles of the node set; with controlPlaneOnBenchmarkNode the control plane is the client node
 from components.node_pair import BENCHMARK_ROLES, CONTROL_PLANE
 
@@ -127,7 +126,7 @@ def detected_mtu_matches(variant: Variant, cni_subtracts: int) -> bool:
 def script_create(script: str, env: Mapping[str, str]) -> str:
     """The ``create`` text running ``components/cni/scripts/<script>`` as root with ``env``:
     the cluster's ``remote_script`` (script in a quoted here-document, ``sudo env K=V``)."""
-    return remote_script(os.path.relpath(SCRIPTS / script, CLUSTER_SCRIPTS), env)
+    return remote_script(script, env, scripts_dir=SCRIPTS)
 
 
 def node_script(
