@@ -14,12 +14,11 @@ import ipaddress
 import json
 import math
 import re
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cnibench.errors import InputError
 from cnibench.variants import CATALOG, Variant, get_variant
 
 NAMESPACE = "cnibench"
@@ -28,9 +27,12 @@ NAMESPACE = "cnibench"
 SSH_AUTO = "auto"
 _AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _TAG = re.compile(r"^[^=]{1,128}=.{0,256}$")
+_K8S_MINOR = re.compile(r"^1\.(\d+)$")
+# the oldest minor with a pkgs.k8s.io repository (kubernetes blog 2023-08-15, pkgs-k8s-io-introduction)
+OLDEST_KUBERNETES_MINOR = 24
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """One or more invalid config values; ``problems`` holds one line per key."""
 
     def __init__(self, problems: Iterable[str]) -> None:
@@ -240,7 +242,20 @@ def _check(cfg: StackConfig) -> list[str]:
     for tag in cfg.extra_tags:
         if not _TAG.match(tag):
             problems.append(f"{key_of('extra_tags')}: {tag!r} is not of the form key=value")
+    if kubernetes_minor(cfg.kubernetes_version) is None:
+        problems.append(
+            f"{key_of('kubernetes_version')}: {cfg.kubernetes_version!r} is not a Kubernetes minor "
+            f"version with a pkgs.k8s.io repository; use 1.{OLDEST_KUBERNETES_MINOR} or later, e.g. 1.33"
+        )
     return problems
+
+
+def kubernetes_minor(version: str) -> int | None:
+    """``"1.33"`` -> 33; None for anything that is not a minor with a pkgs.k8s.io repository."""
+    m = _K8S_MINOR.match(version.strip())
+    if not m or int(m.group(1)) < OLDEST_KUBERNETES_MINOR:
+        return None
+    return int(m.group(1))
 
 
 def _format_pydantic(err: ValidationError) -> list[str]:
@@ -306,101 +321,3 @@ def strip_namespace(config: Mapping[str, Any]) -> dict[str, Any]:
     """``{"cnibench:variant": ...}`` -> ``{"variant": ...}``; other namespaces are dropped."""
     prefix = f"{NAMESPACE}:"
     return {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
-
-
-@dataclass(frozen=True)
-class ProjectDefaults:
-    """The ``config`` section of Pulumi.yaml, as the CLI would apply it."""
-
-    values: Mapping[str, Any]
-
-    @classmethod
-    def from_project(cls, project: Mapping[str, Any]) -> "ProjectDefaults":
-        values = {}
-        for key, decl in (project.get("config") or {}).items():
-            name = key.split(":", 1)[1] if ":" in key else key
-            if isinstance(decl, Mapping) and "default" in decl:
-                values[name] = decl["default"]
-        return cls(values)
-
-
-def raw_pulumi_config() -> dict[str, Any]:
-    """Every ``cnibench:*`` value the running Pulumi program was given (CLI or mocks)."""
-    from pulumi.runtime import config as runtime_config  # only inside a Pulumi program
-
-    merged = dict(runtime_config.get_config_env())
-    merged.update(runtime_config.CONFIG.get())
-    return strip_namespace(merged)
-
-
-def from_pulumi() -> StackConfig:
-    """The validated config of the running Pulumi program."""
-    return parse_config(raw_pulumi_config())
-
-
-def load_project(project_dir: str | Path) -> dict[str, Any]:
-    import yaml
-
-    path = Path(project_dir) / "Pulumi.yaml"
-    with path.open() as fh:
-        return yaml.safe_load(fh)
-
-
-def load_stack_file(project_dir: str | Path, stack: str) -> dict[str, Any]:
-    """The ``cnibench:*`` values of ``stacks/Pulumi.<stack>.yaml`` (namespace stripped)."""
-    import yaml
-
-    project = load_project(project_dir)
-    stack_dir = Path(project_dir) / project.get("stackConfigDir", ".")
-    path = stack_dir / f"Pulumi.{stack}.yaml"
-    if not path.is_file():
-        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stack_dir.glob("Pulumi.*.yaml"))
-        raise ConfigError([f"stack {stack!r}: no file {path}; stacks: {', '.join(known)}"])
-    with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
-    return strip_namespace(data.get("config") or {})
-
-
-def stack_config(project_dir: str | Path, stack: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What the Pulumi CLI would hand the program: Pulumi.yaml defaults, then the stack file,
-    then ``overrides`` (keys with or without the ``cnibench:`` namespace)."""
-    values = dict(ProjectDefaults.from_project(load_project(project_dir)).values)
-    values.update(load_stack_file(project_dir, stack))
-    for key, value in (overrides or {}).items():
-        values[key.split(":", 1)[1] if key.startswith(f"{NAMESPACE}:") else key] = value
-    return values
-
-
-PUBLIC_IP_URL = "https://checkip.amazonaws.com"
-
-
-def resolve_ssh_cidr(cfg: StackConfig, lookup: "Callable[[], str] | None" = None) -> str:
-    """The CIDR allowed to SSH to the nodes.
-
-    ``auto`` becomes this machine's public address /32, asked of ``PUBLIC_IP_URL`` at deploy
-    time (offline runs use a TEST-NET placeholder and say so). A failed lookup is an error
-    naming the key to set instead.
-    """
-    if cfg.ssh_ingress_cidr != SSH_AUTO:
-        return cfg.ssh_ingress_cidr
-    from cnibench import offline
-
-    if lookup is None:
-        if offline.active():
-            return f"{offline.OFFLINE_PUBLIC_IP}/32"
-        lookup = _lookup_public_ip
-    try:
-        address = ipaddress.IPv4Address(lookup().strip())
-    except (OSError, ValueError) as exc:
-        raise ConfigError([
-            f"{key_of('ssh_ingress_cidr')}: 'auto' could not find this machine's public address "
-            f"({exc}); set it explicitly, e.g. pulumi config set cnibench:sshIngressCidr 203.0.113.7/32"
-        ]) from None
-    return f"{address}/32"
-
-
-def _lookup_public_ip() -> str:
-    import urllib.request
-
-    with urllib.request.urlopen(PUBLIC_IP_URL, timeout=10) as resp:  # noqa: S310 - fixed https URL
-        return resp.read().decode()

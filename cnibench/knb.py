@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from cnibench import results
-from cnibench.results import ParseError
+from cnibench.errors import ParseError
+from cnibench.results import summarize_node_usage
 
 KNB_DEFAULT_DURATION_S = 10  # knb v1.5.0: BENCHMARK_DURATION="10"
 KNB_CPU_FIELDS = ("user", "nice", "system", "iowait", "steal")
@@ -324,8 +325,6 @@ def to_document(
     reference (knb measures none), so efficiencies stay null. ``duration_s`` is the ``-d`` the
     run used: it is not in the report, knb's default (10 s) is assumed and said so otherwise.
     """
-    from cnibench.bench import summarize_node_usage
-
     name = subject or report.name
     mtus = report.mtus
     environment = {

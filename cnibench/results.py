@@ -1,209 +1,26 @@
-"""Result parsing, statistics and the result document (schema v1).
-
-This module is the one place for:
-
-* parsers of tool outputs (iperf3 ``-J`` JSON, hey ``-o csv``); knb and fortio parsers
-  belong here too;
-* statistics over repetitions (median, min, max, mean, stdev, coefficient of variation)
-  and efficiency against the reference subject of the same run;
-* building and validating the result document described by
-  ``cnibench/schemas/result-v1.schema.json``, shared by the local lab, the cloud
-  benchmark and imported knb reports.
-
-It has no dependency on the lab, on Pulumi or on root privileges.
+"""The result document (schema v1, ``cnibench/schemas/result-v1.schema.json``) shared by the
+lab, the cloud suite and imported knb reports: statistics over repetitions, efficiency against
+the reference subject of the same run, building, validating, reading and writing. Tool-output
+parsers are in :mod:`cnibench.parsers`.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
-import io
 import json
 import math
 import os
 import platform
 import socket
 import statistics
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 SCHEMA_VERSION = "1.0"
 ORIGINS = ("lab", "cloud", "knb")
 KINDS = ("tcp", "udp", "latency", "mtu", "cpu", "rate")
 PATHS = ("node-to-node", "pod-to-pod", "pod-to-service", "node-to-service")
-
-
-class ParseError(ValueError):
-    """A tool output could not be understood; the message says which tool and why."""
-
-
-# --------------------------------------------------------------------------- iperf3
-
-
-@dataclass(frozen=True)
-class Iperf3Result:
-    protocol: str  # "TCP" or "UDP"
-    streams: int
-    duration_s: float
-    bits_per_second: float  # receiver side
-    sender_bits_per_second: float
-    bytes_received: int
-    retransmits: int | None = None  # TCP only
-    lost_percent: float | None = None  # UDP only
-    jitter_ms: float | None = None  # UDP only
-    block_size: int | None = None
-    tcp_mss: int | None = None
-    cpu_host_percent: float | None = None
-    cpu_remote_percent: float | None = None
-
-    @property
-    def gbit_per_second(self) -> float:
-        return self.bits_per_second / 1e9
-
-
-def parse_iperf3(text: str | bytes | dict) -> Iperf3Result:
-    """Parse the output of ``iperf3 -J`` (client side, TCP or UDP, one or more streams).
-
-    The figure is the receiver-side rate (``end.sum_received``): for UDP the sender rate
-    counts datagrams that were lost. Raises :class:`ParseError` with iperf3's own error
-    message when the run failed (iperf3 then prints a JSON document with ``error``).
-    """
-    if isinstance(text, dict):
-        doc = text
-    else:
-        try:
-            doc = json.loads(text)
-        except (TypeError, ValueError) as exc:
-            snippet = (text[:200] if isinstance(text, str) else repr(text[:200])).strip()
-            raise ParseError(f"iperf3: output is not JSON ({exc}): {snippet!r}") from exc
-    if not isinstance(doc, dict):
-        raise ParseError("iperf3: JSON document is not an object")
-    if doc.get("error"):
-        raise ParseError(f"iperf3: {doc['error']}")
-    start = doc.get("start") or {}
-    end = doc.get("end") or {}
-    test_start = start.get("test_start") or {}
-    protocol = str(test_start.get("protocol") or ("UDP" if "sum" in end and "jitter_ms" in end.get("sum", {}) else "TCP"))
-    received = end.get("sum_received")
-    sent = end.get("sum_sent")
-    if received is None and protocol == "UDP":
-        received = end.get("sum")
-    if not received or "bits_per_second" not in received:
-        raise ParseError("iperf3: no end.sum_received in output (interrupted run?)")
-    sent = sent or end.get("sum") or received
-    cpu = end.get("cpu_utilization_percent") or {}
-    return Iperf3Result(
-        protocol=protocol,
-        streams=int(test_start.get("num_streams") or len(end.get("streams") or []) or 1),
-        duration_s=float(received.get("seconds") or received.get("end") or 0.0),
-        bits_per_second=float(received["bits_per_second"]),
-        sender_bits_per_second=float(sent.get("bits_per_second", received["bits_per_second"])),
-        bytes_received=int(received.get("bytes") or 0),
-        retransmits=sent.get("retransmits") if protocol == "TCP" else None,
-        lost_percent=received.get("lost_percent") if protocol == "UDP" else None,
-        jitter_ms=received.get("jitter_ms") if protocol == "UDP" else None,
-        block_size=test_start.get("blksize"),
-        tcp_mss=start.get("tcp_mss_default") or start.get("tcp_mss"),
-        cpu_host_percent=cpu.get("host_total"),
-        cpu_remote_percent=cpu.get("remote_total"),
-    )
-
-
-# --------------------------------------------------------------------------- hey
-
-
-@dataclass(frozen=True)
-class LatencyResult:
-    requests: int
-    errors: int  # responses with a status other than 2xx/3xx
-    duration_s: float  # span of request start offsets plus the last response time
-    rate: float  # completed requests per second
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    p999_ms: float
-    max_ms: float
-    mean_ms: float
-    status_codes: dict[str, int] = field(default_factory=dict)
-
-    def percentiles(self) -> dict[str, float]:
-        return {"p50": self.p50_ms, "p90": self.p90_ms, "p99": self.p99_ms, "p99.9": self.p999_ms}
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Percentile ``q`` (0-100) with linear interpolation between closest ranks."""
-    if not sorted_values:
-        raise ValueError("percentile of an empty sequence")
-    if len(sorted_values) == 1:
-        return float(sorted_values[0])
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = math.ceil(pos)
-    frac = pos - lo
-    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac)
-
-
-def parse_hey_csv(text: str, duration_s: float | None = None) -> LatencyResult:
-    """Parse ``hey -o csv`` output: one row per request, times in seconds.
-
-    Columns: response-time, DNS+dialup, DNS, Request-write, Response-delay,
-    Response-read, status-code, offset. hey prints times with 4 decimals, so latencies
-    have a 0.1 ms resolution. Rows with a non-2xx/3xx status count as errors and are
-    left out of the percentiles. ``duration_s`` (the ``-z`` value) is used for the
-    rate when given; otherwise the span of the offsets is used.
-    """
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise ParseError("hey: empty output (no header, no requests)") from None
-    header = [h.strip() for h in header]
-    if "response-time" not in header or "status-code" not in header:
-        raise ParseError(f"hey: not CSV output from 'hey -o csv' (header {header[:4]!r})")
-    i_rt = header.index("response-time")
-    i_sc = header.index("status-code")
-    i_off = header.index("offset") if "offset" in header else None
-    lat: list[float] = []
-    codes: dict[str, int] = {}
-    errors = 0
-    last_end = 0.0
-    for row in reader:
-        if not row or len(row) <= max(i_rt, i_sc):
-            continue
-        try:
-            rt = float(row[i_rt])
-        except ValueError:
-            continue
-        code = row[i_sc].strip()
-        codes[code] = codes.get(code, 0) + 1
-        if i_off is not None:
-            try:
-                last_end = max(last_end, float(row[i_off]) + rt)
-            except ValueError:
-                pass
-        if not code.isdigit() or not 200 <= int(code) < 400:
-            errors += 1
-            continue
-        lat.append(rt * 1000.0)
-    if not lat:
-        raise ParseError(f"hey: no successful request (status codes {codes or 'none'})")
-    lat.sort()
-    span = duration_s if duration_s else (last_end or 1.0)
-    return LatencyResult(
-        requests=len(lat),
-        errors=errors,
-        duration_s=span,
-        rate=len(lat) / span,
-        p50_ms=percentile(lat, 50),
-        p90_ms=percentile(lat, 90),
-        p99_ms=percentile(lat, 99),
-        p999_ms=percentile(lat, 99.9),
-        max_ms=lat[-1],
-        mean_ms=statistics.fmean(lat),
-        status_codes=codes,
-    )
 
 
 # --------------------------------------------------------------------------- statistics
@@ -366,12 +183,15 @@ def load(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-# --------------------------------------------------------------------------- knb (cnibench.knb)
-
-
-def parse_knb(text: str | bytes) -> Any:
-    """Parse a knb report (``-o json``, ``-o yaml`` or text); see :mod:`cnibench.knb`, which
-    also turns it into a result document (``cnibench.knb.to_document``)."""
-    from cnibench import knb
-
-    return knb.parse_knb(text)
+def summarize_node_usage(doc: dict[str, Any]) -> dict[str, Any]:
+    """Add the per-node CPU and memory medians of the repetitions to each test's ``cpu``
+    (:func:`cnibench.results.finalize` keeps only ``busy_percent`` and ``cpu_seconds_per_gbit``)."""
+    keys = ("client_busy_percent", "server_busy_percent", "client_mem_used_mb", "server_mem_used_mb")
+    for subject in doc["subjects"]:
+        for test in subject["tests"]:
+            reps = [r["cpu"] for r in test.get("repetitions", []) if r.get("cpu")]
+            if not reps or test.get("cpu") is None:
+                continue
+            for key in keys:
+                test["cpu"][key] = summarize(r.get(key) for r in reps)["median"]
+    return doc

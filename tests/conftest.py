@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cnibench.offline import OfflineRun, run_program, stacks
+from cnibench.mocks import OfflineRun, run_program
+from cnibench.project import find_project_dir, stacks
 
-ALL_STACKS = stacks()
+ALL_STACKS = stacks(find_project_dir())
 
 
 @pytest.fixture

@@ -17,18 +17,22 @@ from pathlib import Path
 
 import pytest
 
-from cnibench import bench, results
+from cnibench import parsers, results
+from cnibench.suite import build, bundle
+from cnibench.suite import manifests as suite_manifests
+from cnibench.suite import plan as suite_plan
+from cnibench.suite import table as suite_table
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
-SCRIPTS = ROOT / "components" / "bench_scripts"
+SCRIPTS = ROOT / "cnibench" / "suite" / "runner"
 AWK = shutil.which("awk")
 
 
-def small_plan(**kw) -> bench.SuitePlan:
+def small_plan(**kw) -> suite_plan.SuitePlan:
     args = dict(duration=2, repeat=2, streams=2, load_levels=(30, 70), response_sizes=(350,), timeout=600, run="7")
     args.update(kw)
-    return bench.plan_suite("flannel-vxlan", **args)
+    return suite_plan.plan_suite("flannel-vxlan", **args)
 
 
 def reduce_hey(csv_path: Path) -> str:
@@ -49,7 +53,7 @@ def probe_output() -> str:
     return subprocess.run(["sh", str(SCRIPTS / "probe.sh")], capture_output=True, text=True, check=True).stdout
 
 
-def write_raw_dir(work: Path, plan: bench.SuitePlan, *, fail: dict[str, str] | None = None,
+def write_raw_dir(work: Path, plan: suite_plan.SuitePlan, *, fail: dict[str, str] | None = None,
                   client_node: str = "ip-10-20-1-11.ec2.internal", server_node: str = "ip-10-20-1-12.ec2.internal") -> Path:
     """The directory bench.sh leaves behind, filled with real captured outputs.
 
@@ -57,7 +61,7 @@ def write_raw_dir(work: Path, plan: bench.SuitePlan, *, fail: dict[str, str] | N
     ``timeout`` (exit 124, no output), ``skip`` (not run), ``http404`` (hey got 404s).
     """
     fail = fail or {}
-    files = bench.bundle(plan, client_node, server_node)
+    files = bundle.bundle(plan, client_node, server_node)
     for name, content in files.items():
         (work / name).write_text(content)
     raw = work / "raw"
@@ -76,7 +80,7 @@ def write_raw_dir(work: Path, plan: bench.SuitePlan, *, fail: dict[str, str] | N
         for n, role in ((client_node, "client"), (server_node, "server"))]}
     (raw / "nodes.json").write_text(json.dumps(nodes))
     probe = probe_output()
-    for i, (name, role, _hn, _serves) in enumerate(bench.PODS):
+    for i, (name, role, _hn, _serves) in enumerate(suite_plan.PODS):
         base = raw / "pods" / name
         base.with_suffix(".ready").write_text("1\n")
         node = client_node if role == "client" else server_node
@@ -88,7 +92,7 @@ def write_raw_dir(work: Path, plan: bench.SuitePlan, *, fail: dict[str, str] | N
     hey_404 = reduce_hey(DATA / "hey-404.csv")
     n = 0
 
-    def add(step: bench.Step, rep: int) -> None:
+    def add(step: suite_plan.Step, rep: int) -> None:
         nonlocal n
         n += 1
         d = raw / "runs" / f"{n:04d}"
@@ -136,7 +140,7 @@ def write_raw_dir(work: Path, plan: bench.SuitePlan, *, fail: dict[str, str] | N
     return work
 
 
-def realistic_stdout(tmp_path: Path, plan: bench.SuitePlan, **kw) -> str:
+def realistic_stdout(tmp_path: Path, plan: suite_plan.SuitePlan, **kw) -> str:
     """What the runner prints: the real collect.py over a raw directory of real outputs."""
     work = write_raw_dir(tmp_path, plan, **kw)
     proc = subprocess.run([sys.executable, str(work / "collect.py"), str(work)], capture_output=True, text=True,
@@ -148,7 +152,7 @@ def realistic_stdout(tmp_path: Path, plan: bench.SuitePlan, **kw) -> str:
 
 
 def test_plan_covers_the_suite_for_host_and_variant():
-    plan = bench.plan_suite("cilium-vxlan", duration=30, repeat=3, streams=8, load_levels=(30, 50, 70),
+    plan = suite_plan.plan_suite("cilium-vxlan", duration=30, repeat=3, streams=8, load_levels=(30, 50, 70),
                             response_sizes=(350, 4096))
     tests = {s: [t.name for t in specs] for s, specs in plan.tests().items()}
     latency = [f"latency-{size}B-{lvl}pct" for size in (350, 4096) for lvl in (30, 50, 70)]
@@ -157,11 +161,11 @@ def test_plan_covers_the_suite_for_host_and_variant():
     host_pods = {(s.client, s.target) for s in plan.steps if s.subject == "host"}
     assert host_pods == {("cnibench-cli-host", "cnibench-srv-host")}
     var_pods = {(s.client, s.target) for s in plan.steps if s.subject == "cilium-vxlan"}
-    assert var_pods == {("cnibench-cli-pod", "cnibench-srv-pod"), ("cnibench-cli-pod", bench.SERVICE)}
+    assert var_pods == {("cnibench-cli-pod", "cnibench-srv-pod"), ("cnibench-cli-pod", suite_plan.SERVICE)}
     assert [c.test for c in plan.calibrations] == ["max-rate-350B", "max-rate-4096B"]
     assert all(c.tool == "hey-max" and c.subject == "host" for c in plan.calibrations)
     multi = next(s for s in plan.steps if s.test == "tcp-8streams")
-    assert multi.streams == 8 and multi.timeout == 30 + bench.STEP_MARGIN_S
+    assert multi.streams == 8 and multi.timeout == 30 + suite_plan.STEP_MARGIN_S
     specs = {t.name: t for t in plan.tests()["cilium-vxlan"]}
     assert specs["tcp-service"].reference_test == "tcp" and specs["udp-service"].reference_test == "udp"
     assert specs["latency-4096B-70pct"].parameters["load_fraction"] == 0.7
@@ -173,38 +177,38 @@ def test_plan_from_config_uses_the_benchmark_keys():
     cfg = parse_config({"variant": "flannel-vxlan", "benchmarkDuration": 12, "benchmarkRepeat": 5,
                         "benchmarkStreams": 1, "benchmarkLoadLevels": "[25, 90]",
                         "benchmarkResponseSizes": "[1000]", "benchmarkRun": "b", "benchmarkTimeout": 5000})
-    plan = bench.plan_from_config(cfg)
+    plan = suite_plan.plan_from_config(cfg)
     assert (plan.duration, plan.repeat, plan.streams, plan.timeout, plan.run) == (12, 5, 1, 5000, "b")
     names = [t.name for t in plan.tests()["flannel-vxlan"]]
     assert "tcp-1streams" not in names and not any("streams" in n for n in names)  # one stream only
     assert [n for n in names if n.startswith("latency")] == ["latency-1000B-25pct", "latency-1000B-90pct"]
-    assert plan.digest() != bench.plan_from_config(parse_config({"variant": "flannel-vxlan"})).digest()
+    assert plan.digest() != suite_plan.plan_from_config(parse_config({"variant": "flannel-vxlan"})).digest()
 
 
 # --------------------------------------------------------------------------- pods
 
 
 def test_pods_are_pinned_by_role_and_host_pods_use_the_host_network():
-    manifests = bench.pod_manifests(small_plan())
+    manifests = suite_manifests.pod_manifests(small_plan())
     pods = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Pod"}
-    assert set(pods) == {p[0] for p in bench.PODS}
-    for name, role, host_network, serves in bench.PODS:
+    assert set(pods) == {p[0] for p in suite_plan.PODS}
+    for name, role, host_network, serves in suite_plan.PODS:
         spec = pods[name]["spec"]
         assert spec["nodeSelector"] == {"cnibench.io/role": role}
         assert spec.get("hostNetwork", False) is host_network
         container = spec["containers"][0]
-        assert container["image"] == bench.IMAGE
+        assert container["image"] == suite_plan.IMAGE
         assert container["command"][4] == ("server" if serves else "client")
     svc = next(m for m in manifests if m["kind"] == "Service")
     assert svc["spec"]["selector"] == {"app.kubernetes.io/name": "cnibench-srv-pod"}
     assert {(p["protocol"], p["port"]) for p in svc["spec"]["ports"]} == {
-        ("TCP", bench.IPERF3_PORT), ("UDP", bench.IPERF3_PORT), ("TCP", bench.HTTP_PORT)}
+        ("TCP", suite_plan.IPERF3_PORT), ("UDP", suite_plan.IPERF3_PORT), ("TCP", suite_plan.HTTP_PORT)}
     ns = manifests[0]
     assert ns["kind"] == "Namespace" and ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
 
 
 def test_image_is_pinned_to_a_dated_debian_tag():
-    repo, tag = bench.IMAGE.rsplit(":", 1)
+    repo, tag = suite_plan.IMAGE.rsplit(":", 1)
     assert repo == "docker.io/library/debian"
     assert tag.startswith("bookworm-") and tag[len("bookworm-"):len("bookworm-") + 8].isdigit()
 
@@ -212,7 +216,7 @@ def test_image_is_pinned_to_a_dated_debian_tag():
 def test_manifests_are_valid_kubernetes_objects():
     import kubernetes_validate
 
-    for m in bench.pod_manifests(small_plan()):
+    for m in suite_manifests.pod_manifests(small_plan()):
         kubernetes_validate.validate(m, "1.33", strict=True)
 
 
@@ -221,9 +225,9 @@ def test_manifests_are_valid_kubernetes_objects():
 
 def test_bundle_and_command_carry_every_file_verbatim(tmp_path):
     plan = small_plan()
-    files = bench.bundle(plan, "node-a", "node-b")
-    assert set(files) == {*bench.BUNDLED_SCRIPTS, "plan.env", "steps.tsv", "manifests.json"}
-    cmd = bench.remote_command(files)
+    files = bundle.bundle(plan, "node-a", "node-b")
+    assert set(files) == {*bundle.BUNDLED_SCRIPTS, "plan.env", "steps.tsv", "manifests.json"}
+    cmd = bundle.remote_command(files)
     # execute only the file-writing part (everything before the runner starts)
     head = cmd.split('sudo -n bash "$W/bench.sh"')[0] + 'printf %s "$W"\n'
     work = Path(subprocess.run(["bash", "-c", head], capture_output=True, text=True, check=True).stdout)
@@ -252,15 +256,15 @@ def test_runner_script_cleans_up_and_bounds_every_step():
 def test_runner_without_a_cluster_reports_the_failure_as_a_document(tmp_path):
     """The real wrapper + bench.sh + collect.py, on a machine with no cluster: the API server
     does not answer, so the run stops, cleans up, prints one document and exits 0."""
-    cmd = bench.remote_command(bench.bundle(small_plan()))
+    cmd = bundle.remote_command(bundle.bundle(small_plan()))
     env = {**os.environ, "KUBECONFIG": str(tmp_path / "no-such-kubeconfig")}
     if shutil.which("kubectl") is None:
         env["PATH"] = os.environ["PATH"]  # the runner then stops at "kubectl not found"
     proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    raw = bench.parse_raw(proc.stdout)
+    raw = build.parse_raw(proc.stdout)
     assert raw["fatal"] and ("does not answer" in raw["fatal"] or "not found" in raw["fatal"])
-    doc = bench.build_result(proc.stdout, small_plan())
+    doc = build.build_result(proc.stdout, small_plan())
     results.validate(doc)
     assert doc["extra"]["status"] == "failed"
     assert all(s["status"] == "error" and raw["fatal"] in s["error"] for s in doc["subjects"])
@@ -279,13 +283,13 @@ def test_hey_reduction_loses_nothing(name):
     rows = sum(1 for ln in csv_text.splitlines()[1:] if ln.strip())
     assert f"# rows {rows}" in reduced
     try:
-        full = results.parse_hey_csv(csv_text, 10.0)
-    except results.ParseError as exc:
-        with pytest.raises(results.ParseError) as again:
-            bench.parse_hey_histogram(reduced, 10.0)
+        full = parsers.parse_hey_csv(csv_text, 10.0)
+    except parsers.ParseError as exc:
+        with pytest.raises(parsers.ParseError) as again:
+            parsers.parse_hey_histogram(reduced, 10.0)
         assert "no successful request" in str(exc) and "no successful request" in str(again.value)
         return
-    mine = bench.parse_hey_histogram(reduced, 10.0)
+    mine = parsers.parse_hey_histogram(reduced, 10.0)
     for attr in ("requests", "errors", "rate", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"):
         assert getattr(mine, attr) == pytest.approx(getattr(full, attr), rel=1e-12), attr
     assert mine.mean_ms == pytest.approx(full.mean_ms, rel=1e-9)
@@ -293,10 +297,10 @@ def test_hey_reduction_loses_nothing(name):
 
 
 def test_hey_reduction_rejects_other_input():
-    with pytest.raises(results.ParseError):
-        bench.parse_hey_histogram("", 1)
-    with pytest.raises(results.ParseError):
-        bench.parse_hey_histogram((DATA / "hey-350-rate1000.csv").read_text(), 1)  # not reduced
+    with pytest.raises(parsers.ParseError):
+        parsers.parse_hey_histogram("", 1)
+    with pytest.raises(parsers.ParseError):
+        parsers.parse_hey_histogram((DATA / "hey-350-rate1000.csv").read_text(), 1)  # not reduced
 
 
 # --------------------------------------------------------------------------- CPU and memory
@@ -305,17 +309,17 @@ def test_hey_reduction_rejects_other_input():
 def test_node_usage_from_proc_snapshots():
     before = "cpu  100 0 50 800 50 0 0 0 0 0\nMemTotal:       4000000 kB\nMemAvailable:   3000000 kB\n"
     after = "cpu  300 0 150 1400 50 0 0 0 0 0\nMemTotal:       4000000 kB\nMemAvailable:   2900000 kB\n"
-    u = bench.node_usage(before, after)
+    u = parsers.node_usage(before, after)
     assert u["busy_percent"] == pytest.approx(100 * 300 / 900)
     assert u["cpu_seconds"] == pytest.approx(3.0)
     assert u["mem_used_mb"] == pytest.approx(1_100_000 / 1024)
-    assert bench.node_usage("", after) is None
+    assert parsers.node_usage("", after) is None
 
 
 def test_node_usage_on_this_machine():
     before = proc_snapshot()
     sum(i * i for i in range(300_000))
-    u = bench.node_usage(before, proc_snapshot())
+    u = parsers.node_usage(before, proc_snapshot())
     assert u is not None and 0 <= u["busy_percent"] <= 100 and u["mem_used_mb"] > 0
 
 
@@ -325,18 +329,18 @@ def test_node_usage_on_this_machine():
 def test_result_from_a_realistic_run(tmp_path):
     plan = small_plan()
     stdout = realistic_stdout(tmp_path, plan)
-    raw = bench.parse_raw(stdout)
+    raw = build.parse_raw(stdout)
     assert all("intervals" not in json.loads(r["output"]) for r in raw["runs"] if r["tool"] == "iperf3")
-    ctx = bench.RunContext(stack="flannel-vxlan", variant="flannel-vxlan", cni="flannel", cni_version="v0.28.9",
+    ctx = build.RunContext(stack="flannel-vxlan", variant="flannel-vxlan", cni="flannel", cni_version="v0.28.9",
                            configured_mtu=8951, underlay_mtu=9001, instance_type="c6i.8xlarge",
                            client_node="ip-10-20-1-11.ec2.internal", server_node="ip-10-20-1-12.ec2.internal")
-    doc = bench.build_result(stdout, plan, ctx)
+    doc = build.build_result(stdout, plan, ctx)
     results.validate(doc)
     assert doc["origin"] == "cloud" and doc["reference"] == "host"
     assert doc["extra"]["status"] == "complete", doc["extra"]["errors"]
     subjects = {s["name"]: s for s in doc["subjects"]}
     assert subjects["host"]["kind"] == "reference" and subjects["flannel-vxlan"]["kind"] == "variant"
-    tcp = results.parse_iperf3((DATA / "iperf3-tcp.json").read_text()).gbit_per_second
+    tcp = parsers.parse_iperf3((DATA / "iperf3-tcp.json").read_text()).gbit_per_second
     tests = {t["name"]: t for t in subjects["flannel-vxlan"]["tests"]}
     assert tests["tcp"]["samples"] == pytest.approx([tcp, tcp])
     assert tests["tcp"]["stats"]["median"] == pytest.approx(tcp) and tests["tcp"]["stats"]["cv"] == 0
@@ -344,7 +348,7 @@ def test_result_from_a_realistic_run(tmp_path):
     assert tests["tcp-service"]["path"] == "pod-to-service" and tests["tcp-service"]["reference_test"] == "tcp"
     udp = tests["udp"]["repetitions"][0]["details"]
     assert udp["lost_percent"] is not None and udp["jitter_ms"] is not None
-    hey = results.parse_hey_csv((DATA / "hey-350-rate1000.csv").read_text(), plan.duration)
+    hey = parsers.parse_hey_csv((DATA / "hey-350-rate1000.csv").read_text(), plan.duration)
     lat = tests["latency-350B-70pct"]
     assert lat["unit"] == "ms" and lat["higher_is_better"] is False
     assert lat["stats"]["median"] == pytest.approx(hey.p99_ms)
@@ -361,7 +365,7 @@ def test_result_from_a_realistic_run(tmp_path):
     assert env["extra"]["kubernetes_version"] == "v1.33.5"
     assert env["extra"]["cni"]["daemonset_images"]["kube-flannel-ds"] == ["ghcr.io/flannel-io/flannel:v0.28.9"]
     assert subjects["flannel-vxlan"]["configured_mtu"] == 8951
-    table = bench.format_table(doc)
+    table = suite_table.format_table(doc)
     assert "flannel-vxlan" in table and "latency-350B-70pct" in table and "p99.9" in table
 
 
@@ -370,7 +374,7 @@ def test_failures_are_recorded_and_the_rest_still_counts(tmp_path):
     stdout = realistic_stdout(tmp_path, plan, fail={
         "flannel-vxlan/udp-service": "refused", "flannel-vxlan/tcp-service": "timeout",
         "host/latency-350B-30pct": "skip", "flannel-vxlan/latency-350B-70pct": "http404"})
-    doc = bench.build_result(stdout, plan)
+    doc = build.build_result(stdout, plan)
     results.validate(doc)
     assert doc["extra"]["status"] == "partial"
     tests = {(s["name"], t["name"]): t for s in doc["subjects"] for t in s["tests"]}
@@ -384,26 +388,26 @@ def test_failures_are_recorded_and_the_rest_still_counts(tmp_path):
     # a failed reference gives no efficiency, a good one still does
     assert tests[("flannel-vxlan", "latency-350B-30pct")]["efficiency"] is None
     assert tests[("flannel-vxlan", "tcp")]["efficiency"] == pytest.approx(1.0)
-    assert "Connection refused" in bench.format_table(doc)
+    assert "Connection refused" in suite_table.format_table(doc)
 
 
 def test_one_failed_repetition_keeps_the_test(tmp_path):
     plan = small_plan()
-    raw = bench.parse_raw(realistic_stdout(tmp_path, plan))
+    raw = build.parse_raw(realistic_stdout(tmp_path, plan))
     first = next(r for r in raw["runs"] if r["id"] == "flannel-vxlan/tcp")
     first.update(output=(DATA / "iperf3-refused.json").read_text(), rc=1)
-    doc = bench.build_result(json.dumps(raw), plan)
+    doc = build.build_result(json.dumps(raw), plan)
     results.validate(doc)
     tcp = next(t for s in doc["subjects"] if s["name"] == "flannel-vxlan" for t in s["tests"] if t["name"] == "tcp")
     assert tcp["status"] == "ok" and tcp["stats"]["n"] == 1 and "Connection refused" in tcp["error"]
-    assert "1/2 repetitions failed" in bench.format_table(doc)
+    assert "1/2 repetitions failed" in suite_table.format_table(doc)
 
 
 def test_pods_on_the_wrong_node_are_reported(tmp_path):
     plan = small_plan()
     stdout = realistic_stdout(tmp_path, plan)
-    ctx = bench.RunContext(variant="flannel-vxlan", client_node="ip-10-20-1-12", server_node="ip-10-20-1-12")
-    doc = bench.build_result(stdout, plan, ctx)
+    ctx = build.RunContext(variant="flannel-vxlan", client_node="ip-10-20-1-12", server_node="ip-10-20-1-12")
+    doc = build.build_result(stdout, plan, ctx)
     assert any("not on the client node" in e for e in doc["extra"]["errors"])
     assert doc["extra"]["status"] == "partial"
 
@@ -413,22 +417,22 @@ def test_pods_on_the_wrong_node_are_reported(tmp_path):
     ("   \n", "no-output"),
     ("Warning: something\nnot json at all", "failed"),
     (json.dumps({"format": "something-else"}), "failed"),
-    (json.dumps({"format": bench.RAW_FORMAT, "fatal": "kubectl not found on the control plane"}), "failed"),
+    (json.dumps({"format": suite_plan.RAW_FORMAT, "fatal": "kubectl not found on the control plane"}), "failed"),
 ])
 def test_unusable_outputs_still_give_a_valid_document(stdout, status):
-    doc = bench.build_result(stdout, small_plan())
+    doc = build.build_result(stdout, small_plan())
     results.validate(doc)
     assert doc["extra"]["status"] == status
     assert [s["name"] for s in doc["subjects"]] == ["host", "flannel-vxlan"]
     assert all(s["tests"] == [] for s in doc["subjects"])
-    assert bench.format_table(doc)
+    assert suite_table.format_table(doc)
 
 
 def test_a_runner_that_stopped_early_marks_the_missing_tests(tmp_path):
     plan = small_plan()
-    raw = bench.parse_raw(realistic_stdout(tmp_path, plan))
+    raw = build.parse_raw(realistic_stdout(tmp_path, plan))
     raw["runs"] = raw["runs"][:3]
-    doc = bench.build_result(json.dumps(raw), plan)
+    doc = build.build_result(json.dumps(raw), plan)
     results.validate(doc)
     missing = [t for s in doc["subjects"] for t in s["tests"] if not t["repetitions"]]
     assert missing and all(t["status"] == "error" and "not run" in t["error"] for t in missing)
@@ -444,7 +448,7 @@ def test_calibration_rate_of_bench_sh_matches_the_parser():
     prog = re.search(r"awk -F, -v d=\"\$dur\" '([^']+)'", (SCRIPTS / "bench.sh").read_text()).group(1)
     reduced = reduce_hey(DATA / "hey-350-rate1000.csv")
     out = subprocess.run([AWK, "-F,", "-v", "d=2", prog], input=reduced, capture_output=True, text=True, check=True)
-    assert float(out.stdout) == pytest.approx(bench.parse_hey_histogram(reduced, 2).rate, abs=1e-3)
+    assert float(out.stdout) == pytest.approx(parsers.parse_hey_histogram(reduced, 2).rate, abs=1e-3)
 
 
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (Debian package nginx-light)")
@@ -493,7 +497,7 @@ def test_server_pod_nginx_config_serves_each_size(tmp_path):
 def test_schema_documents_the_cloud_run_status(tmp_path):
     import jsonschema
 
-    doc = bench.build_result("", small_plan())
+    doc = build.build_result("", small_plan())
     assert results.schema()["properties"]["extra"]["properties"]["status"]["enum"] == [
         "complete", "partial", "failed", "no-output"]
     doc["extra"]["status"] = "fine"

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cnibench import bench, offline, results
+from cnibench import mocks, results
+from cnibench.suite import bundle
+from cnibench.suite import plan as suite_plan
 from cnibench.config import parse_config
 from conftest import ALL_STACKS
 from test_benchmark import realistic_stdout
@@ -77,13 +79,13 @@ def test_benchmark_runs_after_cni_readiness_on_the_control_plane(stack, stack_ru
 def test_each_test_runs_on_the_right_nodes(stack, stack_run, tmp_path):
     run = stack_run(stack)
     files = shipped_files(bench_command(run).inputs["create"], tmp_path)
-    assert set(files) == {*bench.BUNDLED_SCRIPTS, "plan.env", "steps.tsv", "manifests.json"}
+    assert set(files) == {*bundle.BUNDLED_SCRIPTS, "plan.env", "steps.tsv", "manifests.json"}
     env = dict(line.split("=", 1) for line in files["plan.env"].splitlines())
     assert env["BENCH_CLIENT_NODE"] == node_name(run, "client")
     assert env["BENCH_SERVER_NODE"] == node_name(run, "server")
     assert env["BENCH_CLIENT_NODE"] != env["BENCH_SERVER_NODE"]
     pods = {m["metadata"]["name"]: m["spec"] for m in json.loads(files["manifests.json"])["items"] if m["kind"] == "Pod"}
-    from components.cluster import ROLE_LABEL
+    from cnibench.program.cluster import ROLE_LABEL
 
     assert pods["cnibench-cli-host"]["nodeSelector"] == {ROLE_LABEL: "client"}
     assert pods["cnibench-cli-pod"]["nodeSelector"] == {ROLE_LABEL: "client"}
@@ -92,12 +94,12 @@ def test_each_test_runs_on_the_right_nodes(stack, stack_run, tmp_path):
     assert pods["cnibench-srv-host"]["hostNetwork"] and "hostNetwork" not in pods["cnibench-srv-pod"]
     # every step's client runs on the client node and its server on the server node
     role = {name: spec["nodeSelector"][ROLE_LABEL] for name, spec in pods.items()}
-    plan = bench.plan_from_config(parse_config(run.config))
-    assert files["steps.tsv"] == bench.steps_tsv(plan)
+    plan = suite_plan.plan_from_config(parse_config(run.config))
+    assert files["steps.tsv"] == bundle.steps_tsv(plan)
     for row in files["steps.tsv"].splitlines()[1:]:
         step_id, _tool, client, target = row.split("\t")[:4]
         assert role[client] == "client", step_id
-        assert target == bench.SERVICE or role[target] == "server", step_id
+        assert target == suite_plan.SERVICE or role[target] == "server", step_id
         host = step_id.startswith("host/")
         assert pods[client].get("hostNetwork", False) is host, step_id
 
@@ -119,7 +121,7 @@ def test_control_plane_on_the_client_node(program, tmp_path):
 def test_command_settings(stack_run):
     run = stack_run("flannel-vxlan")
     cmd = bench_command(run)
-    plan = bench.plan_from_config(parse_config(run.config))
+    plan = suite_plan.plan_from_config(parse_config(run.config))
     gate = run.one(RUN, "cni-ready")
     assert cmd.inputs["triggers"] == [run.config["benchmarkRun"], plan.digest(), gate.state["id"]]
     assert cmd.inputs["addPreviousOutputInEnv"] is False
@@ -134,7 +136,7 @@ def test_host_network_ports_are_open_between_the_nodes(stack_run):
     rules = [r for r in run.of_type(SG_RULE) if r.name.startswith("bench-host-")]
     assert len(rules) == 3
     assert {(r.inputs["ipProtocol"], r.inputs["fromPort"]) for r in rules} == {
-        ("tcp", bench.IPERF3_PORT), ("udp", bench.IPERF3_PORT), ("tcp", bench.HTTP_PORT)}
+        ("tcp", suite_plan.IPERF3_PORT), ("udp", suite_plan.IPERF3_PORT), ("tcp", suite_plan.HTTP_PORT)}
     component = run.one("cnibench:index:Benchmark")
     for r in rules:
         assert r.parent == component.urn
@@ -173,10 +175,10 @@ def test_realistic_stdout_becomes_the_benchmark_output(monkeypatch, stack_run, p
     path of the component runs and the exported document carries the figures."""
     base = stack_run("flannel-vxlan")
     cfg = parse_config(base.config)
-    plan = bench.plan_from_config(cfg)
+    plan = suite_plan.plan_from_config(cfg)
     stdout = realistic_stdout(tmp_path, plan, client_node=node_name(base, "client"),
                               server_node=node_name(base, "server"))
-    monkeypatch.setattr(offline, "REMOTE_STDOUT", [*offline.REMOTE_STDOUT, ("/tmp/cnibench-bench.XXXXXX", stdout)])
+    monkeypatch.setattr(mocks, "REMOTE_STDOUT", [*mocks.REMOTE_STDOUT, ("/tmp/cnibench-bench.XXXXXX", stdout)])
     run = program("flannel-vxlan")
     doc = run.outputs["benchmark"]
     results.validate(doc)

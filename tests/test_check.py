@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from cnibench.check import HEADING, parse_overrides, run_check
+from cnibench.errors import ExitCode
+from cnibench.policy_check import HEADING, run_check
+from cnibench.project import parse_overrides
 from cnibench.cli import app
 from cnibench.config import ConfigError
 from cnibench.policy_rules import RULES, Stack, evaluate
-from cnibench.policy_rules.offline import stack_from_registered
+from cnibench.policy_rules.from_mocks import stack_from_registered
 from cnibench.variants import CATALOG, Underlay
 from conftest import ALL_STACKS
 
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 L2_VARIANTS = sorted(v.name for v in CATALOG.values() if v.needs_l2)
-CNIBENCH = Path("/tmp/venv/bin/cnibench")
+CNIBENCH = Path(sys.executable).parent / "cnibench"  # the entry point scripts/setup.sh installs
 
 
 def view(run) -> Stack:
@@ -178,9 +181,9 @@ def test_parse_overrides():
 runner = CliRunner()
 
 
-def test_cli_l2_violation_exits_1():
+def test_cli_l2_violation_exits_with_the_policy_code():
     result = runner.invoke(app, ["check", "--stack", "flannel-host-gw", "-c", "splitSubnets=true"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == ExitCode.POLICY == 3, result.output
     assert HEADING in result.output
     assert "L2 adjacency: flannel-host-gw" in result.output
     assert "1 mandatory rule(s) violated: l2-adjacency" in result.output
@@ -199,34 +202,36 @@ def test_cli_passing_stack_exits_0():
     (["--stack", "cilium-native", "-c", "podCidr=10.20.0.0/16"], "cnibench:podCidr"),
     (["--stack", "cilium-native", "-c", "variant=calico"], "valid variants"),
     (["--stack", "cilium-native", "-c", "splitSubnets"], "expected key=value"),
-    # raised by a component inside the program (kubeadm minor), reported the same way
     (["--stack", "cilium-native", "-c", "kubernetesVersion=1.2"], "cnibench:kubernetesVersion: '1.2'"),
+    # raised inside the program from a look-up (the mocked VPC is 10.20.0.0/16), reported the same way
+    (["--stack", "cilium-native", "-c", "vpcId=vpc-0123456789abcdef0", "-c", "vpcCidr=10.30.0.0/16"],
+     "cnibench:vpcCidr: '10.30.0.0/16' is not the CIDR of cnibench:vpcId"),
 ])
 def test_cli_config_errors_exit_2(args, needle):
     result = runner.invoke(app, ["check", *args])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == ExitCode.REFUSED == 2, result.output
     assert "configuration error" in result.output and needle in result.output
 
 
-def test_cli_program_failure_exits_3(monkeypatch):
-    import cnibench.offline
+def test_cli_program_failure_exits_internal(monkeypatch):
+    import cnibench.policy_check
 
-    def broken(stack, overrides=None):
+    def broken(stack, overrides=None, **kwargs):
         raise KeyError("a component bug")
 
-    monkeypatch.setattr(cnibench.offline, "run_program", broken)
+    monkeypatch.setattr(cnibench.policy_check, "run_program", broken)
     result = runner.invoke(app, ["check", "--stack", "cilium-native"])
-    assert result.exit_code == 3, result.output
+    assert result.exit_code == ExitCode.INTERNAL == 5, result.output
     assert "failed under Pulumi's mocks" in result.output and "a component bug" in result.output
 
 
-@pytest.mark.skipif(not CNIBENCH.exists(), reason="the venv's cnibench entry point is not installed")
 def test_real_subprocess_from_another_directory(tmp_path):
+    assert CNIBENCH.exists(), f"{CNIBENCH}: run scripts/setup.sh (it installs the entry point)"
     proc = subprocess.run(
         [str(CNIBENCH), "check", "--stack", "cilium-native", "-c", "splitSubnets=true"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == ExitCode.POLICY, proc.stdout + proc.stderr
     assert HEADING in proc.stdout and "L2 adjacency: cilium-native" in proc.stdout
     ok = subprocess.run([str(CNIBENCH), "check", "--stack", "cilium-native"], cwd=tmp_path,
                         capture_output=True, text=True, timeout=300)

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from cnibench.variants import CATALOG
-from components import cluster as cluster_mod
-from components.cluster import (
+from cnibench.program import cluster as cluster_mod
+from cnibench.program.cluster import (
     KUBECONFIG_COMMAND,
     ROLE_LABEL,
     SCRIPTS,

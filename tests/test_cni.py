@@ -15,10 +15,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cnibench.offline import OfflineRun
+from cnibench.mocks import OfflineRun
 from cnibench.variants import CATALOG, CILIUM_CHART_VERSION, CNI_PLUGINS_VERSION, InstallMethod, thaw
-from components.cni import INSTALLERS, flannel, kube_router
-from components.cni.base import SCRIPTS
+from cnibench.program.cni import INSTALLERS, flannel, kube_router
+from cnibench.program.cni.base import SCRIPTS
 
 DATA = Path(__file__).resolve().parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def test_every_catalog_cni_has_an_installer():
 
 
 def test_main_has_no_per_variant_branches():
-    main = (ROOT / "__main__.py").read_text()
+    main = (ROOT / "cnibench" / "program" / "__init__.py").read_text()
     assert 'install_cni("cni", cfg, cluster, nodes, network)' in main
     for word in [*CATALOG, *INSTALLERS]:
         assert f'"{word}"' not in main and f"'{word}'" not in main, word

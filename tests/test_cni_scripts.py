@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from components.cni.base import SCRIPTS
-from components.cni.ipvlan import MASTER_TOKEN, conflist
+from cnibench.program.cni.base import SCRIPTS
+from cnibench.program.cni.ipvlan import MASTER_TOKEN, conflist
 
 GATE = SCRIPTS / "cni-ready.sh"
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cnibench import compare, results
+from cnibench import parsers, results
+from cnibench.report import charts, comparison, sources
 from cnibench.cli import app
 
 DATA = Path(__file__).parent / "data"
@@ -35,13 +36,13 @@ def recorded_doc(origin: str = "cloud", run_id: str = "rec-1") -> dict:
            "instance_type": "c6i.8xlarge", "region": "us-east-1"}
     doc = results.new_document(origin, run_id=run_id, environment=env,
                                parameters={"duration_s": 10, "repeat": 1})
-    hey = results.parse_hey_csv((DATA / "hey-350-rate1000.csv").read_text(), duration_s=2.0)
+    hey = parsers.parse_hey_csv((DATA / "hey-350-rate1000.csv").read_text(), duration_s=2.0)
     plan = (("host", "reference", "iperf3-tcp.json", "iperf3-udp.json"),
             ("cilium-native", "variant", "iperf3-tcp-2streams.json", "iperf3-udp-500M.json"))
     for name, kind, tcp_file, udp_file in plan:
         subject = results.new_subject(name, kind, variant=None if kind == "reference" else name)
         for tname, tkind, f in (("tcp", "tcp", tcp_file), ("udp", "udp", udp_file)):
-            r = results.parse_iperf3((DATA / f).read_text())
+            r = parsers.parse_iperf3((DATA / f).read_text())
             test = results.new_test(tname, tkind, "node-to-node" if kind == "reference" else "pod-to-pod", "Gbit/s")
             test["samples"].append(r.gbit_per_second)
             busy = r.cpu_host_percent / env["cpus"]
@@ -74,17 +75,17 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def test_recorded_cloud_and_knb_side_by_side(tmp_path):
-    cloud = compare.Source(recorded_doc())
-    veth = compare.Source(knb_doc("lab-run1.json", "lab veth (knb)"))
-    vxlan = compare.Source(knb_doc("lab-run2-vxlan.txt", "lab vxlan (knb)"))
-    out = compare.write_report([cloud, veth, vxlan], tmp_path / "report")
+    cloud = sources.Source(recorded_doc())
+    veth = sources.Source(knb_doc("lab-run1.json", "lab veth (knb)"))
+    vxlan = sources.Source(knb_doc("lab-run2-vxlan.txt", "lab vxlan (knb)"))
+    out = comparison.write_report([cloud, veth, vxlan], tmp_path / "report")
 
     rows = read_csv(out["csv"])
     by = {(r["origin"], r["subject"], r["test"]): r for r in rows}
     variant_tcp = by[("cloud", "cilium-native", "tcp")]
     assert variant_tcp["environment"].startswith("c6i.8xlarge us-east-1, Linux 6.8.0-1015-aws")
-    host = results.parse_iperf3((DATA / "iperf3-tcp.json").read_text()).gbit_per_second
-    two = results.parse_iperf3((DATA / "iperf3-tcp-2streams.json").read_text()).gbit_per_second
+    host = parsers.parse_iperf3((DATA / "iperf3-tcp.json").read_text()).gbit_per_second
+    two = parsers.parse_iperf3((DATA / "iperf3-tcp-2streams.json").read_text()).gbit_per_second
     assert float(variant_tcp["median"]) == pytest.approx(two)
     assert float(variant_tcp["efficiency_vs_reference"]) == pytest.approx(two / host)
     knb_tcp = by[("knb", "lab veth (knb)", "tcp")]
@@ -114,13 +115,13 @@ def test_latency_points_are_medians_of_the_repetitions_percentiles():
     ]
     test["samples"] = [1.0, 3.0, 2.0]
     test["stats"] = results.summarize(test["samples"])
-    assert compare.latency_points(test) == {"p50": pytest.approx(0.3), "p99": 2.0}
-    assert compare._load_and_size(test) == (350, 50.0)
+    assert charts.latency_points(test) == {"p50": pytest.approx(0.3), "p99": 2.0}
+    assert charts._load_and_size(test) == (350, 50.0)
 
 
 def test_same_run_twice_keeps_both(tmp_path):
     doc = recorded_doc()
-    out = compare.write_report([compare.Source(doc), compare.Source(doc)], tmp_path)
+    out = comparison.write_report([sources.Source(doc), sources.Source(doc)], tmp_path)
     assert len(out["results"]) == 2 and len({p.name for p in out["results"]}) == 2
 
 

@@ -6,9 +6,12 @@ import pulumi
 import pytest
 import yaml
 
+import cnibench.program
+from cnibench import mocks
 from cnibench.config import (
-    SSH_AUTO, ConfigError, StackConfig, config_keys, parse_config, resolve_ssh_cidr,
+    SSH_AUTO, ConfigError, StackConfig, config_keys, parse_config,
 )
+from cnibench.program.operator import ssh_ingress_cidr
 from cnibench.variants import CATALOG
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,11 +158,19 @@ def test_every_problem_is_reported_at_once():
 
 def test_ssh_auto_resolution():
     cfg = parse_config(GOOD)
-    assert resolve_ssh_cidr(cfg, lookup=lambda: "203.0.113.7\n") == "203.0.113.7/32"
+    assert ssh_ingress_cidr(cfg, lambda: "203.0.113.7\n") == "203.0.113.7/32"
     with pytest.raises(ConfigError, match="set it explicitly"):
-        resolve_ssh_cidr(cfg, lookup=lambda: "<html>proxy error</html>")
+        ssh_ingress_cidr(cfg, lambda: "<html>proxy error</html>")
     explicit = parse_config({**GOOD, "sshIngressCidr": "198.51.100.0/24"})
-    assert resolve_ssh_cidr(explicit, lookup=lambda: pytest.fail("must not look up")) == "198.51.100.0/24"
+    assert ssh_ingress_cidr(explicit, lambda: pytest.fail("must not look up")) == "198.51.100.0/24"
+
+
+def test_kubernetes_version_is_validated_with_the_rest():
+    """kubernetesVersion was checked only inside the cluster component: the matrix's validation missed it."""
+    found = problems(kubernetesVersion="1.20", podCidr="10.96.0.0/16")
+    assert any(p.startswith("cnibench:kubernetesVersion: '1.20'") and "1.24 or later" in p for p in found)
+    assert any(p.startswith("cnibench:podCidr") for p in found)
+    assert parse_config({**GOOD, "kubernetesVersion": "1.33"}).kubernetes_version == "1.33"
 
 
 def test_model_is_frozen():
@@ -170,29 +181,28 @@ def test_model_is_frozen():
 
 
 # --- the program itself refuses bad config before declaring anything ------------------
-def test_program_with_unknown_variant_fails_listing_valid_variants(program):
+def test_program_with_unknown_variant_fails_listing_valid_variants():
+    """Under ``pulumi up`` (``program.run``) a config error is a RunError: reported without a trace."""
     with pytest.raises(pulumi.RunError) as err:
-        program("cilium-native", {"variant": "weave-net"})
+        mocks.run_program("cilium-native", {"variant": "weave-net"}, entry=cnibench.program.run)
     text = str(err.value)
     assert "cnibench:variant: unknown variant 'weave-net'" in text
     assert all(name in text for name in CATALOG)
 
 
-def test_program_with_bad_config_declares_no_resource(program):
-    import cnibench.offline as offline
-
+def test_program_with_bad_config_declares_no_resource():
     seen = []
-    original = offline._mocks_and_monitor
+    original = mocks._mocks_and_monitor
 
     def spy():
-        mocks, monitor, registered, outs = original()
+        recording, monitor, registered, outs = original()
         seen.append(registered)
-        return mocks, monitor, registered, outs
+        return recording, monitor, registered, outs
 
-    offline._mocks_and_monitor = spy
+    mocks._mocks_and_monitor = spy  # type: ignore[method-assign]
     try:
         with pytest.raises(pulumi.RunError, match="cnibench:podCidr"):
-            program("flannel-vxlan", {"podCidr": "10.20.0.0/16"})
+            mocks.run_program("flannel-vxlan", {"podCidr": "10.20.0.0/16"}, entry=cnibench.program.run)
     finally:
-        offline._mocks_and_monitor = original
+        mocks._mocks_and_monitor = original
     assert seen and seen[0] == []

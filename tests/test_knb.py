@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cnibench import knb, results
+from cnibench import knb, parsers, results
+from cnibench.errors import ExitCode
 from cnibench.cli import app
 
 DATA = Path(__file__).resolve().parent / "data" / "knb"
@@ -146,7 +147,7 @@ def test_result_document():
     (b"hello world", "not a knb report"),
 ])
 def test_other_inputs_are_refused_with_a_reason(data, needle):
-    with pytest.raises(results.ParseError) as err:
+    with pytest.raises(parsers.ParseError) as err:
         knb.parse_knb(data)
     assert needle in str(err.value)
 
@@ -177,8 +178,8 @@ def test_cli_import_knb_errors(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("not a report")
     refused = runner.invoke(app, ["import", "knb", str(bad)])
-    assert refused.exit_code == 1 and "not a knb report" in refused.output
+    assert refused.exit_code == ExitCode.REFUSED and "not a knb report" in refused.output
 
 
 def test_results_module_reaches_the_knb_parser():
-    assert results.parse_knb(read("lab-run2-vxlan.json")) == knb.parse_knb(read("lab-run2-vxlan.json"))
+    assert knb.parse_knb(read("lab-run2-vxlan.json")) == knb.parse_knb(read("lab-run2-vxlan.json"))

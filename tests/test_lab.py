@@ -1,6 +1,6 @@
 """The local lab, for real: network namespaces, CNI plugins, iperf3, nginx, hey (needs root).
 
-Runs `python -m cnibench.lab` (the `cnibench lab` command) as a subprocess with short
+Runs `python -m cnibench.cli lab` (the `cnibench lab` command) as a subprocess with short
 durations. Datapaths the kernel cannot build are reported as skipped, not passed.
 Timings are only compared as ratios.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from cnibench import results
+from cnibench.errors import ExitCode
 from cnibench.lab import nsutil
 from cnibench.lab.datapaths import DATAPATHS
 
@@ -41,7 +42,7 @@ def new_id() -> str:
 
 
 def lab(run_id: str, out: Path, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "cnibench.lab", "--run-id", run_id, "--out", str(out), *args]
+    cmd = [sys.executable, "-m", "cnibench.cli", "lab", "--run-id", run_id, "--out", str(out), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "COLUMNS": "200", **(env or {})})
 
@@ -183,7 +184,7 @@ def test_host_gw_across_split_subnets_is_refused(tmp_path):
     snap = Snapshot()
     proc = lab(run_id, tmp_path, "--split-subnets", "-d", "host-gw", "-d", "vxlan", *QUICK, "--no-latency",
                "--no-udp")
-    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert proc.returncode == ExitCode.FAILED, proc.stderr[-3000:]
     assert "host-gw needs L2 adjacency" in proc.stderr
     doc = json.loads((tmp_path / f"lab-{run_id}.json").read_text())
     hg = subject(doc, "host-gw")
@@ -213,7 +214,7 @@ def test_failing_run_leaves_nothing(tmp_path):
 def test_interrupted_run_leaves_nothing(tmp_path, sig):
     run_id = new_id()
     snap = Snapshot()
-    cmd = [sys.executable, "-m", "cnibench.lab", "--run-id", run_id, "--out", str(tmp_path), "-d", "vxlan",
+    cmd = [sys.executable, "-m", "cnibench.cli", "lab", "--run-id", run_id, "--out", str(tmp_path), "-d", "vxlan",
            "--duration", "5", "--repeat", "2", "--no-latency"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -249,7 +250,7 @@ def test_two_concurrent_runs_do_not_collide(tmp_path):
     ids = [new_id(), new_id()]
     snap = Snapshot()
     # the second run uses kube-proxy-style iptables chains instead of nft for the service
-    procs = [subprocess.Popen([sys.executable, "-m", "cnibench.lab", "--run-id", rid, "--out", str(tmp_path),
+    procs = [subprocess.Popen([sys.executable, "-m", "cnibench.cli", "lab", "--run-id", rid, "--out", str(tmp_path),
                                "-d", "host-gw", "-d", "vxlan", *QUICK, "--no-latency", "--no-chart",
                                "--service-proxy", proxy],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -281,7 +282,7 @@ def test_duplicate_run_id_of_a_live_run_is_refused():
 
 def test_not_root_is_a_clear_error(tmp_path):
     proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-                           "cnibench.lab", "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
+                           "cnibench.cli", "lab", "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "needs root" in proc.stderr
 
@@ -293,7 +294,7 @@ def test_missing_tool_names_the_debian_package(tmp_path):
     bindir.mkdir()
     for tool in ("ip", "iperf3", "nginx", "nft"):  # no hey
         os.symlink(shutil.which(tool), bindir / tool)
-    proc = subprocess.run([sys.executable, "-m", "cnibench.lab", "--out", str(tmp_path)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "cnibench.cli", "lab", "--out", str(tmp_path)], capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PATH": str(bindir), "COLUMNS": "200"})
     assert proc.returncode == 2
     assert "'hey' not found" in proc.stderr and "apt-get install hey" in proc.stderr

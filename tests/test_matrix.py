@@ -20,8 +20,9 @@ import pytest
 from rich.console import Console
 
 from cnibench import matrix as mx
-from cnibench import pricing, results
-from cnibench.matrix_cli import EXIT_INTERRUPTED, EXIT_LEFT_BEHIND, EXIT_REFUSED, run_cleanup_command, run_matrix_command
+from cnibench import results
+from cnibench.matrix import backend, pricing
+from cnibench.cli.matrix import EXIT_INTERRUPTED, EXIT_LEFT_BEHIND, EXIT_POLICY, EXIT_REFUSED, run_cleanup_command, run_matrix_command
 
 
 def benchmark_doc(variant: str) -> dict:
@@ -306,7 +307,7 @@ def test_policy_violation_stops_everything_before_any_stack(tmp_path):
 
     backend = FakeBackend()
     code, text = run(tmp_path, backend, "cilium-native", "flannel-host-gw", preflight=preflight)
-    assert code == EXIT_REFUSED
+    assert code == EXIT_POLICY
     assert backend.calls == []
     assert "l2-adjacency" in text and "nodes are in two subnets" in text
 
@@ -315,7 +316,7 @@ def test_real_policy_check_refuses_l2_variant_on_split_subnets(tmp_path):
     backend = FakeBackend()
     code, text = run(tmp_path, backend, "flannel-host-gw", preflight=mx.default_preflight(),
                      overrides={"splitSubnets": "true"})
-    assert code == EXIT_REFUSED, text
+    assert code == EXIT_POLICY, text
     assert backend.calls == []
     assert "flannel-host-gw: l2-adjacency" in text, text
 
@@ -326,7 +327,7 @@ def test_policy_check_that_cannot_run_refuses(tmp_path):
 
     backend = FakeBackend()
     code, text = run(tmp_path, backend, "ipvlan", preflight=broken)
-    assert code == EXIT_REFUSED and backend.calls == []
+    assert code == EXIT_POLICY and backend.calls == []
     assert "could not run" in text and "program crashed" in text
 
 
@@ -438,7 +439,7 @@ def test_pulumi_pids_finds_only_descendants_running_this_stack(tmp_path):
     proc(900002, me, ["/usr/bin/pulumi", "up", "--stack", "cnibench-b"])
     proc(900003, 1, ["/usr/bin/pulumi", "up", "--stack", "cnibench-a"])  # not ours
     proc(900004, 900001, ["pulumi-language-python", "--stack", "cnibench-a"])
-    assert mx._pulumi_pids("cnibench-a", tmp_path / "proc") == [900001]
+    assert backend._pulumi_pids("cnibench-a", tmp_path / "proc") == [900001]
 
 
 def test_flatten_config_sets_lists_by_path_and_bools_as_yaml():
@@ -501,7 +502,7 @@ def test_without_the_pulumi_cli_nothing_is_created(tmp_path, monkeypatch):
 def test_matrix_config_gives_every_tagged_resource_its_expiry(tmp_path, program):
     """The program (under Pulumi's mocks) run with the values the matrix sets: the expiry tag
     of every tagged AWS resource is deploy time + the matrix's expiryHours."""
-    from components.tags import EXPIRES_TAG
+    from cnibench.tags import EXPIRES_TAG
 
     o = opts(tmp_path, "flannel-vxlan", timeout=10 * 3600)
     values = mx.stack_values("flannel-vxlan", o)

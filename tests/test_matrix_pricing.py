@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnibench import pricing
+from cnibench.matrix import pricing
 from cnibench.config import parse_config
 
 

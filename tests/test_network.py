@@ -6,9 +6,11 @@ import ipaddress
 
 import pytest
 
-from cnibench.offline import OFFLINE_PUBLIC_IP
-from cnibench.variants import CATALOG, KUBERNETES_NODE_PORTS, Underlay
-from components.network import ingress_rules, node_port_rules, pod_traffic_sources, subnet_cidrs
+from cnibench.config import parse_config
+from cnibench.mocks import OFFLINE_PUBLIC_IP, run_program
+from cnibench.tags import Tagging
+from cnibench.variants import CATALOG, KUBERNETES_NODE_PORTS, PortRule, Underlay
+from cnibench.program.network import Network, ingress_rules, node_port_rules, pod_traffic_sources, subnet_cidrs
 from tests.conftest import ALL_STACKS
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -20,7 +22,7 @@ OPERATOR = f"{OFFLINE_PUBLIC_IP}/32"
 
 def _expected_node_rules(variant) -> set[tuple]:
     """The catalog's rules as (protocol, from, to) the way AWS takes them, computed here
-    independently of components/network.py."""
+    independently of cnibench/program/network.py."""
     out = set()
     for rule in (*KUBERNETES_NODE_PORTS, *variant.ports):
         if rule.protocol in ("tcp", "udp"):
@@ -211,21 +213,16 @@ def test_pod_sources_by_underlay():
 
 
 
-def test_other_components_add_tagged_node_rules(tmp_path):
+def test_other_components_add_tagged_node_rules():
     """``Network.allow_between_nodes``: extra node-to-node rules (e.g. the benchmark's
     host-network servers) reference the group itself and carry the stack's tags."""
-    from cnibench.offline import run_program
+    cfg = parse_config({"variant": "flannel-vxlan"})
 
-    (tmp_path / "__main__.py").write_text(
-        "from cnibench.config import from_pulumi\n"
-        "from cnibench.variants import PortRule\n"
-        "from components.network import Network\n"
-        "from components.tags import Tagging\n"
-        "cfg = from_pulumi()\n"
-        "net = Network('net', cfg, Tagging.of_stack(cfg, 'probe'), '203.0.113.7/32')\n"
-        "net.allow_between_nodes('bench', [PortRule('tcp', 5201, description='iperf3'), PortRule('4')])\n"
-    )
-    run = run_program("probe", project_dir=tmp_path, config={"variant": "flannel-vxlan"})
+    def probe() -> None:
+        net = Network("net", cfg, Tagging.of_stack(cfg.tags, "probe", cfg.variant, cfg.expiry_hours), "203.0.113.7/32")
+        net.allow_between_nodes("bench", [PortRule("tcp", 5201, description="iperf3"), PortRule("4")])
+
+    run = run_program("probe", config={"variant": "flannel-vxlan"}, entry=probe)
     sg = run.one(SG)
     extra = {r.name: r for r in run.of_type(INGRESS) if r.name.startswith("bench-")}
     assert set(extra) == {"bench-nodes-tcp-5201", "bench-nodes-proto4"}

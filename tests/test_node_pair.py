@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from cnibench.variants import CATALOG
-from components.node_pair import address_plan, iam_roles
-from components.tags import EXPIRES_TAG, REQUIRED_TAGS, ROLE_TAG, STACK_TAG, VARIANT_TAG
+from cnibench.program.nodes import address_plan, iam_roles
+from cnibench.tags import EXPIRES_TAG, REQUIRED_TAGS, ROLE_TAG, STACK_TAG, VARIANT_TAG
 from tests.conftest import ALL_STACKS
 
 INSTANCE = "aws:ec2/instance:Instance"
@@ -172,7 +172,7 @@ def test_every_aws_resource_is_tagged(stack_run, stack):
             continue
         tags = res.inputs.get("tags")
         assert tags, (
-            f"{res.type} {res.name} has no tags: pass tags=Tagging.for_(name) (components/tags.py), "
+            f"{res.type} {res.name} has no tags: pass tags=Tagging.for_(name) (cnibench/tags.py), "
             "or create node-to-node rules with Network.allow_between_nodes, which tags them"
         )
         assert set(REQUIRED_TAGS) <= set(tags), f"{res.name}: {tags}"

@@ -26,9 +26,9 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 from cnibench.policy_rules import RULES, UNKNOWN
 from test_policy_rules import Builder
 
+from cnibench.policy_rules import from_policy_pack as cnibench_pack
+
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policy"
-sys.path.insert(0, str(POLICY_DIR))
-import cnibench_pack  # noqa: E402
 
 INSTANCE = "aws:ec2/instance:Instance"
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from cnibench import report, results
+from cnibench import parsers, results
+from cnibench.report import single as report
 
 DATA = Path(__file__).parent / "data"
 
@@ -28,7 +29,7 @@ def read(name: str) -> str:
 
 
 def test_iperf3_tcp_single_stream():
-    r = results.parse_iperf3(read("iperf3-tcp.json"))
+    r = parsers.parse_iperf3(read("iperf3-tcp.json"))
     doc = json.loads(read("iperf3-tcp.json"))
     assert r.protocol == "TCP"
     assert r.streams == 1
@@ -41,7 +42,7 @@ def test_iperf3_tcp_single_stream():
 
 
 def test_iperf3_tcp_two_streams_uses_the_sum():
-    r = results.parse_iperf3(read("iperf3-tcp-2streams.json"))
+    r = parsers.parse_iperf3(read("iperf3-tcp-2streams.json"))
     doc = json.loads(read("iperf3-tcp-2streams.json"))
     assert r.streams == 2
     per_stream = [s["receiver"]["bits_per_second"] for s in doc["end"]["streams"]]
@@ -50,7 +51,7 @@ def test_iperf3_tcp_two_streams_uses_the_sum():
 
 @pytest.mark.parametrize("name", ["iperf3-udp.json", "iperf3-udp-500M.json"])
 def test_iperf3_udp_reports_the_receiver_side(name):
-    r = results.parse_iperf3(read(name))
+    r = parsers.parse_iperf3(read(name))
     doc = json.loads(read(name))
     assert r.protocol == "UDP"
     assert r.bits_per_second == doc["end"]["sum_received"]["bits_per_second"]
@@ -62,19 +63,19 @@ def test_iperf3_udp_reports_the_receiver_side(name):
 
 
 def test_iperf3_udp_block_size_recorded():
-    assert results.parse_iperf3(read("iperf3-udp-500M.json")).block_size == 1200
-    assert results.parse_iperf3(read("iperf3-udp.json")).block_size == 1448
+    assert parsers.parse_iperf3(read("iperf3-udp-500M.json")).block_size == 1200
+    assert parsers.parse_iperf3(read("iperf3-udp.json")).block_size == 1448
 
 
 def test_iperf3_error_document_raises_with_iperf3_message():
-    with pytest.raises(results.ParseError, match="Connection refused"):
-        results.parse_iperf3(read("iperf3-refused.json"))
+    with pytest.raises(parsers.ParseError, match="Connection refused"):
+        parsers.parse_iperf3(read("iperf3-refused.json"))
 
 
 @pytest.mark.parametrize("text", ["", "iperf3: error - unable to connect", "[]", '{"start": {}, "end": {}}'])
 def test_iperf3_garbage_raises_parse_error(text):
-    with pytest.raises(results.ParseError):
-        results.parse_iperf3(text)
+    with pytest.raises(parsers.ParseError):
+        parsers.parse_iperf3(text)
 
 
 # --------------------------------------------------------------------------- hey
@@ -82,7 +83,7 @@ def test_iperf3_garbage_raises_parse_error(text):
 
 def test_hey_csv_rate_limited_run():
     text = read("hey-350-rate1000.csv")
-    r = results.parse_hey_csv(text, duration_s=2.0)
+    r = parsers.parse_hey_csv(text, duration_s=2.0)
     rows = text.strip().splitlines()[1:]
     assert r.requests == len(rows)
     assert r.errors == 0
@@ -92,37 +93,37 @@ def test_hey_csv_rate_limited_run():
     assert 0 < r.p50_ms <= r.p90_ms <= r.p99_ms <= r.p999_ms <= r.max_ms
     lat = sorted(float(x.split(",")[0]) * 1000 for x in rows)
     assert r.max_ms == pytest.approx(lat[-1])
-    assert r.p50_ms == pytest.approx(results.percentile(lat, 50))
+    assert r.p50_ms == pytest.approx(parsers.percentile(lat, 50))
 
 
 def test_hey_csv_without_duration_uses_offsets():
-    r = results.parse_hey_csv(read("hey-350-rate1000.csv"))
+    r = parsers.parse_hey_csv(read("hey-350-rate1000.csv"))
     assert 1.9 < r.duration_s < 2.5
 
 
 def test_hey_csv_all_errors_raises():
     # real run against a missing path: every response is a 404
-    with pytest.raises(results.ParseError, match="404"):
-        results.parse_hey_csv(read("hey-404.csv"), 1.0)
+    with pytest.raises(parsers.ParseError, match="404"):
+        parsers.parse_hey_csv(read("hey-404.csv"), 1.0)
 
 
 def test_hey_summary_output_is_rejected():
-    with pytest.raises(results.ParseError, match="hey -o csv"):
-        results.parse_hey_csv(read("hey-summary.txt"))
+    with pytest.raises(parsers.ParseError, match="hey -o csv"):
+        parsers.parse_hey_csv(read("hey-summary.txt"))
 
 
 def test_hey_empty_output():
-    with pytest.raises(results.ParseError, match="empty"):
-        results.parse_hey_csv("")
+    with pytest.raises(parsers.ParseError, match="empty"):
+        parsers.parse_hey_csv("")
 
 
 # --------------------------------------------------------------------------- statistics
 
 
 def test_percentile_interpolates():
-    assert results.percentile([1, 2, 3, 4], 50) == 2.5
-    assert results.percentile([5], 99) == 5
-    assert results.percentile([0, 10], 99.9) == pytest.approx(9.99)
+    assert parsers.percentile([1, 2, 3, 4], 50) == 2.5
+    assert parsers.percentile([5], 99) == 5
+    assert parsers.percentile([0, 10], 99.9) == pytest.approx(9.99)
 
 
 def test_summarize():

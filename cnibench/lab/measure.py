@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnibench import results
+from cnibench import parsers
 from cnibench.lab.nsutil import in_netns, ns_exec
 
 IPERF3_PORT = 5201
@@ -64,10 +64,8 @@ class CpuSnapshot:
     @classmethod
     def take(cls) -> "CpuSnapshot":
         with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        total = sum(fields[:8])  # user..steal (guest is included in user)
-        return cls(total - idle, total)
+            busy, total = parsers.proc_stat_cpu(f.readline())
+        return cls(busy, total)
 
 
 def cpu_cost(before: CpuSnapshot, after: CpuSnapshot, gbits: float | None) -> dict:
@@ -142,7 +140,7 @@ class Servers:
 
 
 def iperf3(ns: str, server: str, *, duration: float, udp: bool = False, streams: int = 1,
-           port: int = IPERF3_PORT, logfile: Path) -> tuple[results.Iperf3Result, dict, str]:
+           port: int = IPERF3_PORT, logfile: Path) -> tuple[parsers.Iperf3Result, dict, str]:
     """Run an iperf3 client in ``ns``; return the parsed result, the CPU cost and the raw JSON."""
     argv = ["iperf3", "-J", "-c", server, "-p", str(port), "-t", f"{duration:g}", "-O", "0",
             "-P", str(streams), "--logfile", str(logfile)]
@@ -157,8 +155,8 @@ def iperf3(ns: str, server: str, *, duration: float, udp: bool = False, streams:
     if not raw.strip():
         raise MeasureError(f"iperf3 produced no output (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
     try:
-        res = results.parse_iperf3(raw)
-    except results.ParseError as exc:
+        res = parsers.parse_iperf3(raw)
+    except parsers.ParseError as exc:
         raise MeasureError(str(exc)) from exc
     return res, cpu_cost(before, after, res.bits_per_second * res.duration_s / 1e9), raw
 
@@ -167,7 +165,7 @@ def iperf3(ns: str, server: str, *, duration: float, udp: bool = False, streams:
 
 
 def hey(ns: str, url: str, *, duration: float, workers: int, qps_per_worker: float | None, run_id: str,
-        ) -> tuple[results.LatencyResult, str]:
+        ) -> tuple[parsers.LatencyResult, str]:
     argv = ["hey", "-z", f"{int(duration * 1000)}ms", "-c", str(workers), "-o", "csv",
             "-H", f"X-Cnibench: cnibench-run={run_id}", "-t", "10"]
     if qps_per_worker:
@@ -176,8 +174,8 @@ def hey(ns: str, url: str, *, duration: float, workers: int, qps_per_worker: flo
     if proc.returncode != 0:
         raise MeasureError(f"hey exited with {proc.returncode}: {proc.stderr.strip()[-300:]}")
     try:
-        return results.parse_hey_csv(proc.stdout, duration), proc.stdout
-    except results.ParseError as exc:
+        return parsers.parse_hey_csv(proc.stdout, duration), proc.stdout
+    except parsers.ParseError as exc:
         raise MeasureError(str(exc)) from exc
 
 

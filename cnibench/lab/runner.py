@@ -11,7 +11,9 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from cnibench import report, results
+from cnibench import parsers, results
+from cnibench.errors import ExitCode
+from cnibench.report import single as report
 from cnibench.lab import measure, nsutil, preflight, topology
 from cnibench.lab.datapaths import DATAPATHS, DEFAULT_DATAPATHS, KernelFeatureMissing, L2AdjacencyError
 
@@ -119,14 +121,14 @@ def run_lab(opts: LabOptions, console: Console | None = None) -> LabRun:
         console.print(report.render_table(doc))
         console.print(f"results: {run.json_path}" + (f", chart: {run.png_path}" if run.png_path else ""))
         failed = [s["name"] for s in doc["subjects"] if s["status"] == "error"]
-        run.exit_code = 3 if failed else 0
+        run.exit_code = ExitCode.FAILED if failed else ExitCode.OK
         if failed:
             console.print(f"[red]datapaths that failed: {', '.join(failed)}[/]")
         return run
     except (KeyboardInterrupt, LabInterrupted) as exc:
         what = "SIGINT" if isinstance(exc, KeyboardInterrupt) else str(exc)
         console.print(f"[yellow]interrupted ({what}): cleaning up run {run_id}[/]")
-        run.exit_code = 130
+        run.exit_code = ExitCode.INTERRUPTED
         raise
     finally:
         if os.getpid() != _OWNER_PID[0]:  # pragma: no cover - forked helper unwinding
@@ -309,15 +311,7 @@ def _steps(opts: LabOptions, subject: dict, cluster: topology.Cluster, run_id: s
         def fn(rep: int) -> dict:
             res, cpu, _raw = measure.iperf3(cluster.client_ns, server_ip, duration=opts.duration, udp=udp,
                                             streams=opts.streams, logfile=logdir / "iperf3-client.json")
-            details: dict[str, Any] = {"sender_gbit_per_second": res.sender_bits_per_second / 1e9,
-                                       "block_size": res.block_size,
-                                       "iperf3_cpu_host_percent": res.cpu_host_percent,
-                                       "iperf3_cpu_remote_percent": res.cpu_remote_percent}
-            if udp:
-                details.update(lost_percent=res.lost_percent, jitter_ms=res.jitter_ms)
-            else:
-                details.update(retransmits=res.retransmits, tcp_mss=res.tcp_mss)
-            return {"index": rep, "value": res.gbit_per_second, "cpu": cpu, "details": details}
+            return {"index": rep, "value": res.gbit_per_second, "cpu": cpu, "details": parsers.iperf3_details(res)}
         return fn
 
     def mtu(rep: int) -> dict:
@@ -362,9 +356,9 @@ def _latency_fn(opts: LabOptions, cluster: topology.Cluster, run_id: str, size: 
         res, _ = measure.hey(cluster.client_ns, f"http://{cluster.server_ip}:{measure.HTTP_PORT}/{size}",
                              duration=opts.latency_duration, workers=opts.latency_workers,
                              qps_per_worker=rate / opts.latency_workers, run_id=run_id)
-        if res.requests and res.errors > res.requests * 0.01:
-            raise measure.MeasureError(f"{res.errors} of {res.requests + res.errors} requests failed "
-                                       f"({res.status_codes})")
+        problem = parsers.hey_error_problem(res)
+        if problem:
+            raise measure.MeasureError(problem)
         details = {"rate": res.rate, "target_rate": rate, "requests": res.requests, "errors": res.errors,
                    "max_ms": res.max_ms, "mean_ms": res.mean_ms}
         if res.rate < 0.9 * rate:

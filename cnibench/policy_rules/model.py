@@ -2,7 +2,7 @@
 
 Two adapters fill it: the Pulumi policy pack (``policy/cnibench_pack.py``, from the
 ``PolicyResource`` objects ``pulumi preview`` hands a ``StackValidationPolicy``) and the offline
-preflight (``cnibench check``, from the :class:`cnibench.offline.Registered` resources of a run
+preflight (``cnibench check``, from the :class:`cnibench.mocks.Registered` resources of a run
 under Pulumi's mocks). Rules are pure functions of a :class:`Stack`; they never import Pulumi.
 
 During a real preview some inputs are not known yet (e.g. the id of a subnet that is still to

@@ -1,0 +1,27 @@
+"""Which optional parts of cnibench are installed (``cnibench[lab]``, ``cnibench[cloud]``)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import typer
+
+from cnibench.errors import ExitCode
+
+# what `pip install 'cnibench[cloud]'` brings: the Pulumi SDK and the providers the program uses
+CLOUD_MODULES = ("pulumi", "pulumi_aws", "pulumi_kubernetes", "pulumi_command", "pulumi_tls")
+
+
+def missing(modules: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def require_cloud(command: str) -> None:
+    """Exit with REFUSED and the install command when the cloud extra is not installed."""
+    absent = missing(CLOUD_MODULES)
+    if absent:
+        typer.echo(
+            f"{command} needs the cloud extra (missing: {', '.join(absent)}): pip install 'cnibench[cloud]'",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.REFUSED)

@@ -1,0 +1,221 @@
+"""``cnibench matrix``: ephemeral stacks per variant (core in :mod:`cnibench.matrix`), live progress, exit codes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from cnibench import matrix as mx
+from cnibench.cli.extras import require_cloud
+from cnibench.config import ConfigError
+from cnibench.errors import CnibenchError, ExitCode
+from cnibench.matrix import pricing
+from cnibench.project import parse_overrides
+from cnibench.report import comparison
+from cnibench.variants import CATALOG
+
+EXIT_FAILED, EXIT_REFUSED, EXIT_POLICY = ExitCode.FAILED, ExitCode.REFUSED, ExitCode.POLICY
+EXIT_LEFT_BEHIND, EXIT_INTERRUPTED = ExitCode.LEFT_BEHIND, ExitCode.INTERRUPTED
+
+
+def _status_table(runs: list[mx.VariantRun]) -> Table:
+    table = Table(title="cnibench matrix", expand=False)
+    for col in ("variant", "stack", "status", "phase", "elapsed", "stack state", "last output"):
+        if col == "stack":  # the name is what a user copies into pulumi commands: never cut it
+            table.add_column(col, no_wrap=True, min_width=max((len(r.stack) for r in runs), default=5))
+        else:
+            table.add_column(col, overflow="fold" if col == "last output" else "ellipsis")
+    colour = {"ok": "green", "failed": "red", "timeout": "red", "interrupted": "yellow", "left behind": "bold red",
+              "cancelled": "yellow", "up": "cyan", "destroying": "magenta", "creating": "cyan"}
+    for r in runs:
+        st = f"[{colour.get(r.status, 'white')}]{r.status}[/]"
+        state = ("[bold red]LEFT WITH RESOURCES[/]" if r.left_behind else "removed" if r.removed
+                 else "destroyed" if r.destroyed else "-")
+        table.add_row(r.variant, r.stack, st, r.phase, f"{r.elapsed:5.0f}s", state, r.last_line[-80:])
+    return table
+
+
+def run_matrix_command(
+    opts: mx.MatrixOptions,
+    *,
+    backend_factory: Callable[[], mx.StackBackend],
+    preflight: mx.Preflight | None,
+    confirm: Callable[[str], bool],
+    yes: bool = False,
+    prices: Path | None = None,
+    console: Console | None = None,
+    project_dir: Path | None = None,
+    report: bool = True,
+) -> int:
+    console = console or Console(stderr=True)
+    try:
+        configs, advisories = mx.prepare(list(opts.variants), opts, preflight, project_dir)
+    except CnibenchError as exc:
+        console.print(f"[red]refused before creating anything:[/] {exc}")
+        return exc.exit_code
+    for a in advisories:
+        console.print(f"[yellow]advisory:[/] {a}")
+    try:
+        est = pricing.estimate(configs, pricing.load_table(prices), opts.timeout)
+    except pricing.PriceError as exc:
+        console.print(f"[red]no cost estimate, refused:[/] {exc}")
+        return EXIT_REFUSED
+    table = Table(title="estimated cost (upper bound)")
+    for col in ("variant", "region", "instances", "hours", est.currency):
+        table.add_column(col)
+    for row in pricing.rows(est):
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"total: [bold]{est.total:.2f} {est.currency}[/] for {len(est.lines)} variant(s), "
+                  f"{opts.parallel} at a time")
+    console.print(f"[dim]assumption: {est.assumption}[/]")
+    try:  # before the question: a missing CLI or passphrase should not follow a "yes"
+        backend = backend_factory()
+    except Exception as exc:  # noqa: BLE001 - no pulumi CLI, no passphrase, bad backend URL
+        console.print(f"[red]cannot open the Pulumi workspace:[/] {exc}")
+        return EXIT_REFUSED
+    if not yes and not confirm(f"Create {len(est.lines)} stack(s) on AWS for about {est.total:.2f} {est.currency}?"):
+        console.print("stopped: nothing was created")
+        return EXIT_REFUSED
+    runner = mx.MatrixRunner(backend, opts, project_dir=project_dir)
+    old = {}
+    if threading_main():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            old[sig] = signal.signal(sig, _raise_keyboard_interrupt)
+    try:
+        with Live(_status_table(runner.runs), console=console, refresh_per_second=2, transient=False) as live:
+            result = runner.run(tick=lambda: live.update(_status_table(runner.runs)),
+                                notify=lambda msg: live.console.print(f"[yellow]{msg}[/]"))
+            live.update(_status_table(runner.runs))
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if not console.is_terminal:
+        console.line()
+    summary = write_summary(result, opts)
+    console.print(f"summary: {summary}")
+    for r in result.runs:
+        if r.error:
+            console.print(f"[red]{r.variant}[/]: {r.error}" + (f" (log: {r.log_path})" if r.log_path else ""))
+    done = [r.result_path for r in result.runs if r.result_path]
+    if report and done:
+        paths = comparison.write_report(comparison.load_results(done), opts.out / "report")
+        console.print(f"comparison report: {paths['markdown']}")
+    if result.left_behind:
+        console.print("[bold red]stacks left with resources:[/] "
+                      + ", ".join(r.stack for r in result.left_behind)
+                      + " -> run `cnibench matrix --cleanup --all`")
+        return EXIT_LEFT_BEHIND
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return 0 if result.ok else EXIT_FAILED
+
+
+def _parse_overrides(pairs: list[str], console: Console) -> dict[str, str]:
+    try:
+        return parse_overrides(pairs)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_REFUSED) from None
+
+
+def threading_main() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def write_summary(result: mx.MatrixReport, opts: mx.MatrixOptions) -> Path:
+    opts.out.mkdir(parents=True, exist_ok=True)
+    path = opts.out / "matrix.json"
+    path.write_text(json.dumps({
+        "interrupted": result.interrupted,
+        "runs": [{
+            "variant": r.variant, "stack": r.stack, "status": r.status, "error": r.error,
+            "destroyed": r.destroyed, "removed": r.removed, "left_behind": r.left_behind,
+            "result": str(r.result_path) if r.result_path else None,
+            "log": str(r.log_path) if r.log_path else None, "seconds": round(r.elapsed, 1),
+        } for r in result.runs],
+    }, indent=2) + "\n")
+    return path
+
+
+def run_cleanup_command(backend: mx.StackBackend, *, include_unexpired: bool, yes: bool,
+                        confirm: Callable[[str], bool], console: Console) -> int:
+    leftovers = mx.find_leftovers(backend, include_unexpired=include_unexpired)
+    if not leftovers:
+        console.print("no leftover matrix stacks" + ("" if include_unexpired else " past their expiry"))
+        return 0
+    table = Table(title="leftover matrix stacks")
+    for col in ("stack", "variant", "created", "expires", "resources", "update running"):
+        table.add_column(col, no_wrap=col == "stack", min_width=max(len(x.name) for x in leftovers) if col == "stack" else None)
+    for left in leftovers:
+        table.add_row(left.name, left.variant, f"{left.created:%Y-%m-%d %H:%M}Z", f"{left.expires:%Y-%m-%d %H:%M}Z",
+                      str(left.resource_count if left.resource_count is not None else "?"),
+                      "yes" if left.update_in_progress else "")
+    console.print(table)
+    if not yes and not confirm(f"Destroy and remove {len(leftovers)} stack(s)?"):
+        console.print("stopped: nothing destroyed")
+        return EXIT_REFUSED
+    runs = mx.cleanup(backend, leftovers, log=console.print)
+    return 0 if all(r.removed for r in runs) else EXIT_LEFT_BEHIND
+
+
+def matrix(
+    variant: Optional[List[str]] = typer.Option(None, "--variant", "-v", help="Variant to run (repeatable)."),
+    parallel: int = typer.Option(1, "--parallel", "-p", min=1, help="Stacks deployed at the same time."),
+    out: Path = typer.Option(Path("results/matrix"), "--out", "-o", help="Directory for results, logs and the report."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before spending money (or destroying in --cleanup)."),
+    config: Optional[List[str]] = typer.Option(None, "--config", "-c", help="Config override key=value for every variant (repeatable), e.g. instanceType=c6i.4xlarge."),
+    timeout: float = typer.Option(7200, "--timeout", min=60, help="Seconds for each variant's pulumi up (provisioning + benchmark); then it is interrupted and destroyed."),
+    backend_url: Optional[str] = typer.Option(None, "--backend", envvar="PULUMI_BACKEND_URL", help="Pulumi backend URL: file://<dir>, s3://<bucket>, https://api.pulumi.com... (default: file://~, as pulumi login --local)."),
+    secrets_provider: str = typer.Option("passphrase", "--secrets-provider", help="Secrets provider of new stacks (passphrase uses PULUMI_CONFIG_PASSPHRASE)."),
+    prices: Optional[Path] = typer.Option(None, "--prices", exists=True, dir_okay=False, help="Price table (YAML, region -> instance type -> USD/hour)."),
+    expiry_hours: Optional[int] = typer.Option(None, "--expiry-hours", min=1, help="cnibench:expiryHours of the stacks (default: timeout + destroy, at least 8)."),
+    cleanup: bool = typer.Option(False, "--cleanup", help="Find matrix stacks past their expiry, destroy and remove them, then exit."),
+    all_stacks: bool = typer.Option(False, "--all", help="With --cleanup: every matrix stack, expired or not (also those of a matrix still running elsewhere)."),
+) -> None:
+    """Run variants on ephemeral AWS stacks (Pulumi Automation API), always destroyed afterwards.
+
+    Before anything is created: every variant's config is validated, the offline policy check
+    runs (a mandatory violation stops everything) and the estimated cost is shown and confirmed.
+    """
+    require_cloud("cnibench matrix")
+    console = Console(stderr=True)
+
+    def factory() -> mx.StackBackend:
+        return mx.AutomationBackend(None, backend_url,
+                                    None if secrets_provider == "default" else secrets_provider)
+
+    def ask(question: str) -> bool:
+        return typer.confirm(question, default=False)
+
+    if cleanup:
+        try:
+            backend = factory()
+        except Exception as exc:  # noqa: BLE001
+            console.print(f"[red]cannot open the Pulumi workspace:[/] {exc}")
+            raise typer.Exit(EXIT_REFUSED)
+        raise typer.Exit(run_cleanup_command(backend, include_unexpired=all_stacks, yes=yes, confirm=ask, console=console))
+    if not variant:
+        console.print("[red]give at least one --variant[/] (or --cleanup); variants: " + ", ".join(CATALOG))
+        raise typer.Exit(EXIT_REFUSED)
+    opts = mx.MatrixOptions(variants=tuple(variant), out=out, parallel=parallel, timeout=timeout,
+                            overrides=_parse_overrides(config or [], console), expiry_hours=expiry_hours)
+    code = run_matrix_command(opts, backend_factory=factory, preflight=mx.default_preflight(), confirm=ask,
+                              yes=yes, prices=prices, console=console)
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(matrix)

@@ -1,0 +1,237 @@
+"""The Automation-API boundary: :class:`StackBackend` / :class:`StackHandle`, and
+:class:`AutomationBackend`, the real one (``pulumi.automation``). Tests replace it with a
+recording double because the Pulumi CLI cannot be installed in the test environment."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+from cnibench import config as cfgmod
+from cnibench.errors import InputError
+from cnibench.project import find_project_dir
+
+
+DEFAULT_PASSPHRASE_ENV = "PULUMI_CONFIG_PASSPHRASE"
+DEFAULT_BACKEND = "file://~"  # what `pulumi login --local` uses: state in ~/.pulumi
+
+
+class StackHandle(Protocol):
+    """One stack, as the runner uses it. Every method blocks until the operation ends and raises
+    on failure."""
+
+    name: str
+
+    def set_config(self, values: Mapping[str, Any]) -> None: ...
+    def up(self, on_output: Callable[[str], None]) -> dict[str, Any]: ...
+    def destroy(self, on_output: Callable[[str], None]) -> None: ...
+    def refresh(self, on_output: Callable[[str], None]) -> None: ...
+    def interrupt(self) -> bool: ...
+    def config_value(self, key: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    name: str
+    last_update: _dt.datetime | None = None
+    update_in_progress: bool | None = None
+    resource_count: int | None = None
+
+
+class StackBackend(Protocol):
+    def create(self, name: str) -> StackHandle: ...
+    def select(self, name: str) -> StackHandle: ...
+    def remove(self, name: str) -> None: ...
+    def list_stacks(self) -> list[StackInfo]: ...
+
+
+def _pulumi_pids(stack: str, proc: Path = Path("/proc")) -> list[int]:
+    """PIDs of this process's descendants running ``pulumi ... --stack <stack>``.
+
+    The Automation API runs the CLI with ``subprocess.Popen`` and keeps the handle to itself,
+    so the process is found by its command line (``Stack._run_pulumi_cmd_sync`` appends
+    ``--stack <name>``; our names are unique).
+    """
+    me = os.getpid()
+    parent: dict[int, int] = {}
+    argv: dict[int, list[str]] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv[int(entry.name)] = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        # field 4 (ppid) comes after the parenthesised command name, which may hold spaces
+        parent[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+
+    def descends(pid: int) -> bool:
+        seen = set()
+        while pid not in (0, 1) and pid not in seen:
+            seen.add(pid)
+            pid = parent.get(pid, 0)
+            if pid == me:
+                return True
+        return False
+
+    found = []
+    for pid, args in argv.items():
+        if not args or os.path.basename(args[0]) != "pulumi":
+            continue
+        if any(a == "--stack" and i + 1 < len(args) and args[i + 1] == stack for i, a in enumerate(args)) \
+                and descends(pid):
+            found.append(pid)
+    return found
+
+
+class AutomationStack:
+    """A :class:`StackHandle` over ``pulumi.automation.Stack``."""
+
+    def __init__(self, stack: Any) -> None:
+        self._stack = stack
+        self.name: str = stack.name
+
+    def set_config(self, values: Mapping[str, Any]) -> None:
+        from pulumi.automation import ConfigValue
+
+        flat = {k: ConfigValue(value=v) for k, v in flatten_config(values).items()}
+        self._stack.set_all_config(flat, path=True)
+
+    def up(self, on_output: Callable[[str], None]) -> dict[str, Any]:
+        result = self._stack.up(on_output=on_output, on_error=on_output, color="never")
+        return {k: v.value for k, v in result.outputs.items()}
+
+    def destroy(self, on_output: Callable[[str], None]) -> None:
+        # continue_on_error: delete everything that can be deleted even if one resource fails
+        self._stack.destroy(on_output=on_output, on_error=on_output, color="never", continue_on_error=True)
+
+    def refresh(self, on_output: Callable[[str], None]) -> None:
+        self._stack.refresh(on_output=on_output, on_error=on_output, color="never", clear_pending_creates=True)
+
+    def interrupt(self) -> bool:
+        pids = _pulumi_pids(self.name)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        return bool(pids)
+
+    def config_value(self, key: str) -> str | None:
+        try:
+            return self._stack.get_config(key if ":" in key else f"{cfgmod.NAMESPACE}:{key}").value
+        except Exception:  # noqa: BLE001 - a stack without the key, or config kept elsewhere
+            return None
+
+
+def flatten_config(values: Mapping[str, Any]) -> dict[str, str]:
+    """``{"benchmarkLoadLevels": [30, 50], "splitSubnets": True}`` ->
+    ``{"cnibench:benchmarkLoadLevels[0]": "30", ..., "cnibench:splitSubnets": "true"}``.
+
+    Lists are set element by element with path syntax (``config set-all --path``) so they are
+    stored as YAML lists, as Pulumi.yaml declares them (``type: array``); a list given as JSON
+    text (``--config benchmarkLoadLevels=[30,50]``) is expanded the same way.
+    """
+    flat: dict[str, str] = {}
+    for key, value in values.items():
+        full = key if ":" in key else f"{cfgmod.NAMESPACE}:{key}"
+        if isinstance(value, str) and value.strip().startswith("["):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        if isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                flat[f"{full}[{i}]"] = _config_text(item)
+        else:
+            flat[full] = _config_text(value)
+    return flat
+
+
+def _config_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class AutomationBackend:
+    """The real backend: ``pulumi.automation.LocalWorkspace`` on the project at ``project_dir``.
+
+    ``backend_url`` is any Pulumi backend URL (default ``file://~``, the local file backend in
+    ``~/.pulumi`` that ``pulumi login --local`` uses, so stacks made here and by hand are in one
+    place); secrets use the passphrase provider with the passphrase from
+    ``PULUMI_CONFIG_PASSPHRASE`` unless another ``secrets_provider`` is given.
+
+    The workspace is the project directory, so each ephemeral stack's settings file is
+    ``stacks/Pulumi.<stack>.yaml`` (``stackConfigDir``) while it exists; ``stack rm`` deletes it.
+    """
+
+    def __init__(self, project_dir: Path | None = None, backend_url: str | None = None,
+                 secrets_provider: str | None = "passphrase", passphrase: str | None = None) -> None:
+        from pulumi.automation import LocalWorkspace, LocalWorkspaceOptions
+
+        self.project_dir = require_project_dir(project_dir)
+        self.backend_url = backend_url = backend_url or DEFAULT_BACKEND
+        env = {"PULUMI_BACKEND_URL": backend_url, "PULUMI_SKIP_UPDATE_CHECK": "true"}
+        if secrets_provider == "passphrase":
+            phrase = passphrase if passphrase is not None else os.environ.get(DEFAULT_PASSPHRASE_ENV)
+            if phrase is None:
+                raise RuntimeError(
+                    f"the passphrase secrets provider needs {DEFAULT_PASSPHRASE_ENV} (it encrypts the SSH key "
+                    "and kubeconfig in the stack state); set it, or pass --secrets-provider"
+                )
+            env[DEFAULT_PASSPHRASE_ENV] = phrase
+        self._options = LocalWorkspaceOptions(
+            work_dir=str(self.project_dir), env_vars=env, secrets_provider=secrets_provider,
+        )
+        self._workspace = LocalWorkspace(**self._options.__dict__)
+
+    def create(self, name: str) -> StackHandle:
+        from pulumi.automation import Stack
+
+        return AutomationStack(Stack.create(name, self._workspace))
+
+    def select(self, name: str) -> StackHandle:
+        from pulumi.automation import Stack
+
+        return AutomationStack(Stack.select(name, self._workspace))
+
+    def remove(self, name: str) -> None:
+        self._workspace.remove_stack(name)
+
+    def list_stacks(self) -> list[StackInfo]:
+        out = []
+        for s in self._workspace.list_stacks():
+            last = s.last_update
+            if last is not None and last.tzinfo is None:
+                last = last.replace(tzinfo=_dt.timezone.utc)
+            out.append(StackInfo(s.name, last, s.update_in_progress, s.resource_count))
+        return out
+
+def short_error(exc: BaseException) -> str:
+    """An Automation-API error in a line or two (CommandError texts are long)."""
+    text = str(exc).strip() or type(exc).__name__
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    # CommandError texts are long: keep the first line and the last error line
+    if len(lines) > 3:
+        errs = [ln for ln in lines if "error" in ln.lower()]
+        return f"{lines[0].strip()} ... {(errs[-1] if errs else lines[-1]).strip()}"
+    return " ".join(ln.strip() for ln in lines)
+
+
+def require_project_dir(project_dir: Path | None = None) -> Path:
+    """The project directory the Automation API runs ``pulumi up`` in (it holds Pulumi.yaml and
+    the program's ``__main__.py``); an :class:`InputError` naming what to do when there is none."""
+    found = project_dir if project_dir is not None else find_project_dir()
+    if found is None:
+        raise InputError(
+            "the matrix runs the Pulumi program of a cnibench checkout (Pulumi.yaml, __main__.py, stacks/): "
+            "run it from the checkout's directory"
+        )
+    return Path(found)

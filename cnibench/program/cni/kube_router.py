@@ -1,0 +1,230 @@
+"""kube-router as typed Kubernetes objects, equivalent to its generic all-features manifest.
+
+Source: github cloudnativelabs/kube-router ``daemonset/generic-kuberouter-all-features.yaml`` at
+v2.11.1 (commit 61066dc6). The generic manifest (not the kubeadm-* ones) is used because those
+read their kubeconfig from the kube-proxy ConfigMap, which does not exist when kubeadm skips
+the kube-proxy addon (kube-router-proxy). Differences from the file, on purpose:
+
+* ``%APISERVER%`` is the control plane's private address (docs/generic.md fills it with sed);
+  ``%CLUSTERCIDR%`` only fills the non-standard ``clusterCIDR`` line of that kubeconfig:
+  kube-router v2.11.1 has no ``--cluster-cidr`` flag, it takes each node's pod range from
+  ``node.Spec.PodCIDR`` (pkg/controllers/routing/utils.go), which kubeadm's
+  ``--pod-network-cidr`` makes the controller-manager assign.
+* the image is pinned to the release (the manifest uses the untagged, i.e. latest, image).
+* the router/firewall/proxy/overlay flags come from the variant (catalog), and
+  ``--service-cluster-ip-range`` from the stack's service CIDR (default 10.96.0.0/12 otherwise).
+* pod MTU: ``--auto-mtu`` sets the node interface MTU on kube-bridge and in the CNI conf but,
+  since v1.6.0 (commit f97eb7cc, "fix: remove multiple MTU reductions"), subtracts nothing for
+  the IP-in-IP overlay. Where that differs from the catalog's pod MTU, ``--auto-mtu=false`` and
+  the bridge plugin's ``mtu`` carry the catalog's value (initCNIConfig keeps a configured
+  ``mtu`` when auto-mtu is off: pkg/controllers/routing/network_routes_controller.go).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi_kubernetes as k8s
+
+from cnibench.program.cni.base import (
+    SKIP_AWAIT, CniContext, Installed, detected_mtu_matches, fingerprint, service_account_rbac,
+)
+
+NAMESPACE = "kube-system"
+NAME = "kube-router"
+CONFIGMAP = "kube-router-cfg"
+IMAGE = "docker.io/cloudnativelabs/kube-router:{version}"
+# What --auto-mtu subtracts from the node MTU (nothing since v1.6.0, see above).
+AUTO_MTU_OVERHEAD = 0
+LABELS = {"k8s-app": "kube-router", "tier": "node"}
+# args of the manifest that are not datapath choices
+MANIFEST_ARGS = ("--bgp-graceful-restart=true", "--kubeconfig=/var/lib/kube-router/kubeconfig")
+CNI_CONF_FILE = "/etc/cni/net.d/10-kuberouter.conflist"
+
+# The install-cni init container of the manifest: copy the CNI conf and the kubeconfig to the
+# host once, then let the image's cni-install put bridge/host-local/portmap into /opt/cni/bin.
+INSTALL_CNI = (
+    "set -e -x;"
+    " if [ ! -f /etc/cni/net.d/10-kuberouter.conflist ]; then"
+    " if [ -f /etc/cni/net.d/*.conf ]; then rm -f /etc/cni/net.d/*.conf; fi;"
+    " TMP=/etc/cni/net.d/.tmp-kuberouter-cfg;"
+    " cp /etc/kube-router/cni-conf.json ${TMP};"
+    " mv ${TMP} /etc/cni/net.d/10-kuberouter.conflist;"
+    " fi;"
+    " if [ ! -f /var/lib/kube-router/kubeconfig ]; then"
+    " TMP=/var/lib/kube-router/.tmp-kubeconfig;"
+    " cp /etc/kube-router/kubeconfig ${TMP};"
+    " mv ${TMP} /var/lib/kube-router/kubeconfig;"
+    " fi;"
+    " if [ -x /usr/local/bin/cni-install ]; then /usr/local/bin/cni-install; fi;"
+)
+
+
+def router_args(datapath_args: tuple[str, ...], service_cidr: str, mtu: int | None) -> list[str]:
+    """The container args: the variant's datapath flags, then the cluster's."""
+    args = list(datapath_args)
+    flags = {a.split("=", 1)[0] for a in args}
+    for extra in (*MANIFEST_ARGS, f"--service-cluster-ip-range={service_cidr}"):
+        if extra.split("=", 1)[0] not in flags:
+            args.append(extra)
+    if mtu is not None:
+        if "--auto-mtu" in flags:
+            raise ValueError("kube-router: the catalog sets --auto-mtu but the pod MTU must be explicit")
+        args.append("--auto-mtu=false")
+    return args
+
+
+def cni_conf(mtu: int | None) -> dict:
+    """The manifest's ``cni-conf.json`` (a bridge on kube-bridge, host-local IPAM that kube-router
+    fills with the node's pod range), plus ``mtu`` when it is explicit."""
+    bridge: dict[str, Any] = {
+        "name": "kubernetes",
+        "type": "bridge",
+        "bridge": "kube-bridge",
+        "isDefaultGateway": True,
+        "hairpinMode": True,
+        "ipam": {"type": "host-local"},
+    }
+    if mtu is not None:
+        bridge["mtu"] = mtu
+    return {"cniVersion": "0.3.0", "name": "mynet", "plugins": [bridge]}
+
+
+def kubeconfig(api_server: str, cluster_cidr: str) -> str:
+    """The manifest's kubeconfig template with %APISERVER% and %CLUSTERCIDR% filled in."""
+    return "\n".join([
+        "apiVersion: v1",
+        "kind: Config",
+        f'clusterCIDR: "{cluster_cidr}"',
+        "clusters:",
+        "- name: cluster",
+        "  cluster:",
+        "    certificate-authority: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+        f"    server: {api_server}",
+        "users:",
+        "- name: kube-router",
+        "  user:",
+        "    tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token",
+        "contexts:",
+        "- context:",
+        "    cluster: cluster",
+        "    user: kube-router",
+        "  name: kube-router-context",
+        "current-context: kube-router-context",
+        "",
+    ])
+
+
+def daemonset_spec(image: str, args: list[str]) -> dict:
+    host = lambda name, path, **kw: {"name": name, "hostPath": {"path": path, **kw}}  # noqa: E731
+    return {
+        "selector": {"matchLabels": dict(LABELS)},
+        "template": {
+            "metadata": {"labels": dict(LABELS)},
+            "spec": {
+                "priorityClassName": "system-node-critical",
+                "serviceAccountName": NAME,
+                "containers": [{
+                    "name": "kube-router",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "args": args,
+                    "env": [
+                        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "KUBE_ROUTER_CNI_CONF_FILE", "value": CNI_CONF_FILE},
+                    ],
+                    "livenessProbe": {
+                        "httpGet": {"path": "/healthz", "port": 20244},
+                        "initialDelaySeconds": 10, "periodSeconds": 3,
+                    },
+                    "resources": {"requests": {"cpu": "250m", "memory": "250Mi"}},
+                    "securityContext": {"privileged": True},
+                    "volumeMounts": [
+                        {"name": "lib-modules", "mountPath": "/lib/modules", "readOnly": True},
+                        {"name": "cni-conf-dir", "mountPath": "/etc/cni/net.d"},
+                        {"name": "kubeconfig", "mountPath": "/var/lib/kube-router", "readOnly": True},
+                        {"name": "xtables-lock", "mountPath": "/run/xtables.lock", "readOnly": False},
+                    ],
+                }],
+                "initContainers": [{
+                    "name": "install-cni",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["/bin/sh", "-c", INSTALL_CNI],
+                    "volumeMounts": [
+                        {"name": "cni-conf-dir", "mountPath": "/etc/cni/net.d"},
+                        {"name": "kube-router-cfg", "mountPath": "/etc/kube-router"},
+                        {"name": "kubeconfig", "mountPath": "/var/lib/kube-router"},
+                        {"name": "host-opt", "mountPath": "/opt"},
+                    ],
+                }],
+                "hostNetwork": True,
+                "hostPID": True,
+                "tolerations": [
+                    {"effect": "NoSchedule", "operator": "Exists"},
+                    {"key": "CriticalAddonsOnly", "operator": "Exists"},
+                    {"effect": "NoExecute", "operator": "Exists"},
+                ],
+                "volumes": [
+                    host("lib-modules", "/lib/modules"),
+                    host("cni-conf-dir", "/etc/cni/net.d"),
+                    {"name": "kube-router-cfg", "configMap": {"name": CONFIGMAP}},
+                    host("kubeconfig", "/var/lib/kube-router"),
+                    host("xtables-lock", "/run/xtables.lock", type="FileOrCreate"),
+                    host("host-opt", "/opt"),
+                ],
+            },
+        },
+    }
+
+
+# ClusterRole rules of the manifest, as in the file.
+RULES = [
+    {"apiGroups": [""], "resources": ["namespaces", "pods", "services", "nodes", "endpoints"],
+     "verbs": ["list", "get", "watch"]},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["list", "get", "watch"]},
+    {"apiGroups": ["extensions"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+    {"apiGroups": [""], "resources": ["services/status"], "verbs": ["update"]},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+]
+
+
+def install(ctx: CniContext) -> Installed:
+    variant, cfg = ctx.variant, ctx.cfg
+    mtu = None if detected_mtu_matches(variant, AUTO_MTU_OVERHEAD) else cfg.pod_mtu
+    args = router_args(tuple(variant.datapath["args"]), cfg.service_cidr, mtu)
+    image = IMAGE.format(version=variant.install.version)
+    cni_conf_json = json.dumps(cni_conf(mtu), indent=2)
+    kubeconfig_text = ctx.api_server_url.apply(lambda url: kubeconfig(url, cfg.pod_cidr))
+
+    opts = ctx.k8s_opts()
+    n = ctx.name
+    config = k8s.core.v1.ConfigMap(
+        f"{n}-config",
+        metadata={"name": CONFIGMAP, "namespace": NAMESPACE, "labels": dict(LABELS)},
+        data={"cni-conf.json": cni_conf_json, "kubeconfig": kubeconfig_text},
+        opts=opts,
+    )
+    # the manifest also sets namespace: kube-system on the (cluster-scoped) ClusterRole, where it
+    # means nothing; it is left out
+    sa, role, binding = service_account_rbac(ctx, NAME, NAMESPACE, RULES)
+    ds = k8s.apps.v1.DaemonSet(
+        f"{n}-daemonset",
+        metadata={"name": NAME, "namespace": NAMESPACE, "labels": dict(LABELS), "annotations": dict(SKIP_AWAIT)},
+        spec=daemonset_spec(image, args),
+        opts=ctx.k8s_opts(depends_on=[config, sa, binding]),
+    )
+    return Installed(
+        namespace=NAMESPACE,
+        workloads=(f"daemonset/{NAME}",),
+        resources=(config, sa, role, binding, ds),
+        fingerprint=fingerprint(variant.name, image, args, cni_conf_json, kubeconfig_text),
+        summary={
+            "args": args,
+            "podMtu": cfg.pod_mtu,
+            "podMtuSetBy": "--auto-mtu=false + bridge mtu" if mtu else "kube-router --auto-mtu (interface MTU)",
+        },
+    )

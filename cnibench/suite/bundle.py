@@ -1,0 +1,77 @@
+"""The files shipped to the control plane (bench.sh and helpers, the plan as shell variables and TSV,
+the pod manifests) and the one command that runs them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from typing import Mapping
+
+from cnibench.suite.plan import HEY_REQUEST_TIMEOUT_S, HTTP_PORT, IPERF3_PORT, NAMESPACE, PODS, POD_READY_TIMEOUT_S, RAW_FORMAT, SERVICE, SuitePlan
+from cnibench.suite.manifests import _script, pod_manifests
+
+
+def plan_env(plan: SuitePlan, client_node: str = "", server_node: str = "") -> str:
+    values = {
+        "BENCH_RAW_FORMAT": RAW_FORMAT,
+        "BENCH_RUN": plan.run,
+        "BENCH_PLAN_DIGEST": plan.digest(),
+        "BENCH_NAMESPACE": NAMESPACE,
+        "BENCH_SERVICE": SERVICE,
+        "BENCH_PODS": " ".join(p[0] for p in PODS),
+        "BENCH_CLIENT_HOST_POD": "cnibench-cli-host",
+        "BENCH_SERVER_HOST_POD": "cnibench-srv-host",
+        "BENCH_REPEAT": plan.repeat,
+        "BENCH_TIMEOUT": plan.timeout,
+        "BENCH_POD_TIMEOUT": POD_READY_TIMEOUT_S,
+        "BENCH_IPERF3_PORT": IPERF3_PORT,
+        "BENCH_HTTP_PORT": HTTP_PORT,
+        "BENCH_HEY_WORKERS": plan.workers,
+        "BENCH_HEY_REQUEST_TIMEOUT": HEY_REQUEST_TIMEOUT_S,
+        "BENCH_CLIENT_NODE": client_node,
+        "BENCH_SERVER_NODE": server_node,
+    }
+    return "".join(f"{k}={shlex.quote(str(v))}\n" for k, v in values.items())
+
+
+def steps_tsv(plan: SuitePlan) -> str:
+    header = "# id\ttool\tclient\ttarget\tduration\ttimeout\tstreams\tproto\tsize\tlevel\n"
+    return header + "".join(s.tsv() + "\n" for s in (*plan.calibrations, *plan.steps))
+
+
+BUNDLED_SCRIPTS = ("bench.sh", "collect.py", "probe.sh", "hey-reduce.awk")
+
+
+def bundle(plan: SuitePlan, client_node: str = "", server_node: str = "") -> dict[str, str]:
+    """Every file the runner reads, by name."""
+    files = {name: _script(name) for name in BUNDLED_SCRIPTS}
+    files["plan.env"] = plan_env(plan, client_node, server_node)
+    files["steps.tsv"] = steps_tsv(plan)
+    files["manifests.json"] = json.dumps({"apiVersion": "v1", "kind": "List", "items": pod_manifests(plan)},
+                                         indent=1) + "\n"
+    return files
+
+
+def remote_command(files: Mapping[str, str]) -> str:
+    """One bash command that writes ``files`` into a fresh directory on the control plane, runs
+    ``bench.sh`` there as root (``/etc/kubernetes/admin.conf`` is root's) and removes it."""
+    lines = ["set -u", 'W="$(mktemp -d /tmp/cnibench-bench.XXXXXX)"']
+    for name, content in files.items():
+        marker = "CNIBENCH_EOF_" + hashlib.sha256(name.encode()).hexdigest()[:8].upper()
+        if marker in content:
+            raise ValueError(f"{name} contains the heredoc marker {marker}")
+        if not content.endswith("\n"):
+            content += "\n"
+        lines.append(f"cat > \"$W/{name}\" <<'{marker}'\n{content}{marker}")
+    lines += ['sudo -n bash "$W/bench.sh" "$W"', "rc=$?", 'sudo -n rm -rf "$W"', "exit $rc"]
+    return "\n".join(lines) + "\n"
+
+
+DELETE_COMMAND = (
+    f"sudo -n env KUBECONFIG=/etc/kubernetes/admin.conf kubectl delete namespace {NAMESPACE} "
+    "--ignore-not-found --wait=true --timeout=300s || true\n"
+)
+
+
+# --------------------------------------------------------------------------- raw output parsing
