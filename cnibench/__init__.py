@@ -1,7 +1,7 @@
 """cnibench: which Kubernetes CNI, in which datapath mode, is fastest on your hardware.
 
-The package holds the pure logic (variant catalog, config validation, parsers, statistics,
-reports, the local lab, the CLI). Pulumi resources live in ``components/``.
+The layout and the layer order are in docs/architecture.md; the Pulumi program is
+:mod:`cnibench.program`, the command line :mod:`cnibench.cli`.
 """
 
 __version__ = "0.1.0"

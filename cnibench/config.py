@@ -215,7 +215,7 @@ def _check(cfg: StackConfig) -> list[str]:
         problems.append(f"{key_of('underlay_mtu')}: {cfg.underlay_mtu} must be between 1280 and 9001")
     elif cfg.variant in CATALOG:
         try:
-            cfg.pod_mtu
+            _ = cfg.pod_mtu  # raises ValueError when the underlay MTU cannot carry the encapsulation
         except ValueError as exc:
             problems.append(f"{key_of('underlay_mtu')}: {exc}")
 
@@ -315,9 +315,3 @@ def parse_config(raw: Mapping[str, Any]) -> StackConfig:
     if problems:
         raise ConfigError(problems)
     return cfg
-
-
-def strip_namespace(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"cnibench:variant": ...}`` -> ``{"variant": ...}``; other namespaces are dropped."""
-    prefix = f"{NAMESPACE}:"
-    return {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}

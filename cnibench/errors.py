@@ -1,6 +1,6 @@
 """The project's exception base and the one exit-code table every command uses.
 
-The table is printed in the README (``Exit codes``); ``tests/unit/test_errors.py`` keeps the two equal.
+The table is printed in the README (``Exit codes``); ``tests/test_errors.py`` keeps the two equal.
 """
 
 from __future__ import annotations

@@ -1,30 +1,7 @@
 """knb reports (github.com/InfraBuilder/k8s-bench-suite, script ``knb``, v1.5.0): parsers and
 conversion into the cnibench result document (``origin: knb``).
 
-knb writes its report with ``echo`` (``compute-json-result``, ``compute-text-result`` and
-``compute-yaml-result`` in the ``knb`` script at tag v1.5.0), not with a JSON library, so real
-reports carry what a hand-written sample would not. The test reports in ``tests/data/knb``,
-rendered by knb v1.5.0 from raw data measured by ``tests/data/knb/make_fixtures.sh`` (see the
-README there), show each of these:
-
-* ``cpu`` and ``kernel`` end with a carriage return (knb reads them with ``kubectl exec -i`` and
-  stores them with an unquoted ``echo``): a raw control character inside a JSON string, which
-  strict JSON parsers reject (``lab-run1.json``);
-* a figure knb could not extract is printed as nothing: ``"bandwidth": ,`` in JSON (invalid) and
-  ``bandwidth =  Mbit/s`` in text when iperf3 printed no ``receiver`` line
-  (``lab-run4-udp-svc-broken.*``), ``client cpu =`` when the monitor pods produced no samples
-  (``lab-run5-no-monitor.txt``);
-* ``-ot`` (``--only-tests``) leaves whole sections out (``lab-run3-only-p2ptcp.*``).
-
-Units, from the same script: bandwidth is field 7 of the ``receiver`` line of ``iperf3 -f m``
-(Mbit/s); CPU figures are averages of per-second ``sar 1 1`` samples (percent of the whole node,
-user/nice/system/iowait/steal; ``total`` is their sum); RAM is the average of ``free -m`` "used"
-(MB). knb runs one iperf3 stream for ``-d`` seconds (default 10) per test, once, and measures no
-host-network reference; its duration is not in the report.
-
-knb 1.5.0 itself cannot benchmark a current cluster unmodified: it reads the server version
-with ``kubectl version --short``, an option removed in kubectl 1.28. Importing is for the
-reports people already have (and compare against).
+Design notes and their sources: docs/knb.md (knb).
 """
 
 from __future__ import annotations
@@ -126,7 +103,8 @@ def _number(value: Any) -> float | None:
 def _usage_from_mapping(node: Any) -> KnbNodeUsage:
     if not isinstance(node, Mapping):
         return KnbNodeUsage()
-    cpu = node.get("cpu") if isinstance(node.get("cpu"), Mapping) else {}
+    raw_cpu = node.get("cpu")
+    cpu: Mapping[str, Any] = raw_cpu if isinstance(raw_cpu, Mapping) else {}
     parts = {k: _number(cpu.get(k)) for k in KNB_CPU_FIELDS}
     total = _number(cpu.get("total"))
     if all(v is None for v in parts.values()):
@@ -250,7 +228,8 @@ def parse_knb_text(text: str | bytes) -> KnbReport:
         raise ParseError("knb text: no test section (Idle, Pod to pod, Pod to Service) in the report")
 
     def usage(t: dict[str, Any], who: str) -> KnbNodeUsage:
-        total, parts = t.get(f"{who}_cpu") or (None, {})
+        cpu_record: tuple[float | None, dict[str, Any]] = t.get(f"{who}_cpu") or (None, {})
+        total, parts = cpu_record
         return KnbNodeUsage(cpu_total=total, cpu={k: parts.get(k) for k in KNB_CPU_FIELDS},
                             ram_mb=t.get(f"{who}_ram"))
 

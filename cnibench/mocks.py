@@ -10,7 +10,6 @@ Config is what the CLI would pass (:func:`cnibench.project.stack_config`).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -23,8 +22,8 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from cnibench import program
-from cnibench.config import NAMESPACE, parse_config
-from cnibench.project import find_project_dir, stack_config
+from cnibench.config import parse_config
+from cnibench.project import config_text, find_project_dir, stack_config, with_namespace
 
 # TEST-NET-1 (RFC 5737): stands for "this machine's public address" in offline runs.
 OFFLINE_PUBLIC_IP = "192.0.2.10"
@@ -243,14 +242,6 @@ def _mocks_and_monitor() -> tuple[Any, Any, list[Registered], dict[str, Any]]:
     return mocks, RecordingMonitor(mocks), registered, root_outputs
 
 
-def _to_config_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(list(value) if isinstance(value, tuple) else value)
-    return str(value)
-
-
 def run_program(
     stack: str,
     overrides: Mapping[str, Any] | None = None,
@@ -273,7 +264,7 @@ def run_program(
         values = stack_config(project_dir if project_dir is not None else find_project_dir(), stack, overrides)
     mocks, monitor, registered, _ = _mocks_and_monitor()
     pulumi.runtime.set_mocks(mocks, project="cnibench", stack=stack, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config({f"{NAMESPACE}:{k}": _to_config_value(v) for k, v in values.items()})
+    pulumi.runtime.set_all_config({with_namespace(k): config_text(v) for k, v in values.items()})
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()
 

@@ -37,6 +37,6 @@ def run_check(stack: str, overrides: Mapping[str, Any] | None = None,
         run = run_program(stack, config=values)
     except ConfigError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any other failure of the program is reported as such
+    except Exception as exc:
         raise ProgramError(f"{type(exc).__name__}: {str(exc).strip()}") from exc
     return evaluate(RULES, stack_from_registered(run.resources, run.config))

@@ -9,6 +9,7 @@ what every shipped stack file holds (also tested).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -48,6 +49,20 @@ def strip_namespace(config: Mapping[str, Any]) -> dict[str, Any]:
 def without_namespace(key: str) -> str:
     """``cnibench:podCidr`` -> ``podCidr``; a key without namespace is returned as it is."""
     return key[len(NAMESPACE) + 1:] if key.startswith(f"{NAMESPACE}:") else key
+
+
+def with_namespace(key: str) -> str:
+    """``podCidr`` -> ``cnibench:podCidr``; a key with a namespace is returned as it is."""
+    return key if ":" in key else f"{NAMESPACE}:{key}"
+
+
+def config_text(value: Any) -> str:
+    """A config value as the Pulumi CLI stores it: booleans as true/false, lists and maps as JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(list(value) if isinstance(value, tuple) else value)
+    return str(value)
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:

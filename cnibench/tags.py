@@ -52,5 +52,5 @@ class Tagging:
 
     @classmethod
     def of_stack(cls, extra: Mapping[str, str], stack: str, variant: str, expiry_hours: int,
-                 now: datetime | None = None) -> "Tagging":
+                 now: datetime | None = None) -> Tagging:
         return cls(stack_tags(extra, stack, variant, expiry_hours, now), prefix=f"cnibench-{stack}")

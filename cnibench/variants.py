@@ -1,6 +1,6 @@
 """The variant catalog: one typed, immutable record per CNI variant.
 
-This module is the single source of truth that the Pulumi components, the policy pack, the
+This module is the single source of truth that the Pulumi program, the policy pack, the
 local lab and the reports read. Nothing else in the project may hard-code a port, an
 overhead, a chart version or an IAM action of a variant.
 
@@ -102,6 +102,14 @@ def thaw(value: Any) -> Any:
     return value
 
 
+class PodAddressing(str, enum.Enum):
+    """How a variant's pod packets look on the wire between the nodes."""
+
+    ENCAPSULATED = "encapsulated"  # inside a tunnel between node addresses (the tunnel's port carries them)
+    POD_CIDR = "pod-cidr"  # routed unencapsulated: pod-CIDR source addresses cross the underlay
+    VPC = "vpc"  # pods hold VPC addresses of the node subnets (ENI IPAM, ipvlan on secondary IPs)
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -137,6 +145,16 @@ class Variant:
     @property
     def needs_l2(self) -> bool:
         return self.underlay.needs_l2
+
+    @property
+    def pod_addressing(self) -> PodAddressing:
+        """Which source addresses pod packets carry between the nodes (what the security group
+        and the route tables must let through)."""
+        if self.underlay is Underlay.ENI or self.node_secondary_ips > 0:
+            return PodAddressing.VPC
+        if self.encap_overhead == 0 and self.underlay in (Underlay.L2, Underlay.VPC_ROUTES):
+            return PodAddressing.POD_CIDR
+        return PodAddressing.ENCAPSULATED
 
     @property
     def min_kernel_label(self) -> str:

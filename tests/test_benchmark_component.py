@@ -8,13 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from cnibench import mocks, results
-from cnibench.suite import bundle
-from cnibench.suite import plan as suite_plan
-from cnibench.config import parse_config
 from conftest import ALL_STACKS
 from test_benchmark import realistic_stdout
+
+from cnibench import mocks, results
+from cnibench.config import parse_config
+from cnibench.suite import bundle
+from cnibench.suite import plan as suite_plan
 
 RUN = "command:remote:Command"
 INSTANCE = "aws:ec2/instance:Instance"

@@ -8,17 +8,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import ALL_STACKS
 from typer.testing import CliRunner
 
-from cnibench.errors import ExitCode
-from cnibench.policy_check import HEADING, run_check
-from cnibench.project import parse_overrides
 from cnibench.cli import app
 from cnibench.config import ConfigError
+from cnibench.errors import ExitCode
+from cnibench.policy_check import HEADING, run_check
 from cnibench.policy_rules import RULES, Stack, evaluate
 from cnibench.policy_rules.from_mocks import stack_from_registered
+from cnibench.project import parse_overrides
 from cnibench.variants import CATALOG, Underlay
-from conftest import ALL_STACKS
 
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 L2_VARIANTS = sorted(v.name for v in CATALOG.values() if v.needs_l2)
@@ -151,7 +151,7 @@ def test_ssh_from_anywhere_only_when_allowed(program):
 def test_expiry_tag_on_the_real_resources(stack_run):
     real = view(stack_run("flannel-vxlan"))
     assert len([r for r in real if r.type.startswith("aws:") and "cnibench:expires-at" in r.tags]) >= 5
-    subnet = lambda r: r.type == "aws:ec2/subnet:Subnet"  # noqa: E731
+    subnet = lambda r: r.type == "aws:ec2/subnet:Subnet"
     # the program tags twice: the resource's tags and the aws provider's defaultTags
     assert all("cnibench:expires-at" in r.provider_props["defaultTags"] for r in real if subnet(r))
     untagged = patched(real, subnet, tags={"Name": "x"})
@@ -163,7 +163,7 @@ def test_expiry_tag_on_the_real_resources(stack_run):
 
 def test_security_rules_on_the_real_instances(stack_run):
     real = view(stack_run("flannel-vxlan"))
-    inst = lambda r: r.type == "aws:ec2/instance:Instance"  # noqa: E731
+    inst = lambda r: r.type == "aws:ec2/instance:Instance"
     assert findings(patched(real, inst, metadataOptions={"httpTokens": "optional"}))["imdsv2"][0] == "fail"
     assert findings(patched(real, inst, rootBlockDevice={"volumeSize": 30}))["encrypted-volumes"][0] == "fail"
 
@@ -253,7 +253,7 @@ def test_cidrs_are_read_from_the_real_kubeadm_config(stack_run):
 @pytest.mark.parametrize("stack", ["flannel-host-gw", "cilium-native-kpr", "flannel-aws-vpc"])
 def test_removing_the_pod_range_rule_fails_unencapsulated_variants(stack, stack_run):
     real = view(stack_run(stack))
-    pod_rules = lambda r: r.type == SG_INGRESS and r.props.get("cidrIpv4") == real.settings["podCidr"]  # noqa: E731
+    pod_rules = lambda r: r.type == SG_INGRESS and r.props.get("cidrIpv4") == real.settings["podCidr"]
     assert [r for r in real if pod_rules(r)]
     verdict, messages = findings(without(real, pod_rules))["encapsulation-ports"]
     assert verdict == "fail" and "pod addresses" in messages[0]

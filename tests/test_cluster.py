@@ -9,7 +9,6 @@ import subprocess
 import pytest
 import yaml
 
-from cnibench.variants import CATALOG
 from cnibench.program import cluster as cluster_mod
 from cnibench.program.cluster import (
     KUBECONFIG_COMMAND,
@@ -21,6 +20,7 @@ from cnibench.program.cluster import (
     parse_join_command,
     remote_script,
 )
+from cnibench.variants import CATALOG
 from tests.conftest import ALL_STACKS
 from tests.test_shell import shell_scripts
 

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from cnibench.mocks import OfflineRun
-from cnibench.variants import CATALOG, CILIUM_CHART_VERSION, CNI_PLUGINS_VERSION, InstallMethod, thaw
 from cnibench.program.cni import INSTALLERS, flannel, kube_router
 from cnibench.program.cni.base import SCRIPTS
+from cnibench.variants import CATALOG, CILIUM_CHART_VERSION, CNI_PLUGINS_VERSION, InstallMethod, thaw
 
 DATA = Path(__file__).resolve().parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
@@ -454,7 +454,7 @@ def test_readme_variant_table_matches_the_catalog():
         if len(cells) == 4 and cells[0] in CATALOG:
             rows[cells[0]] = cells
     assert set(rows) == set(CATALOG)
-    for name, (_, sets, _, encap) in rows.items():
+    for name, (_, _sets, _, encap) in rows.items():
         assert int(encap.split()[0]) == CATALOG[name].encap_overhead, name
     assert "v0.19.2" in rows["flannel-aws-vpc"][1] and "RouteTableID" in rows["flannel-aws-vpc"][1]
 

@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cnibench import parsers, results
-from cnibench.report import charts, comparison, sources
 from cnibench.cli import app
+from cnibench.report import charts, comparison, sources
 
 DATA = Path(__file__).parent / "data"
 KNB = DATA / "knb"

@@ -9,7 +9,11 @@ import yaml
 import cnibench.program
 from cnibench import mocks
 from cnibench.config import (
-    SSH_AUTO, ConfigError, StackConfig, config_keys, parse_config,
+    SSH_AUTO,
+    ConfigError,
+    StackConfig,
+    config_keys,
+    parse_config,
 )
 from cnibench.program.operator import ssh_ingress_cidr
 from cnibench.variants import CATALOG

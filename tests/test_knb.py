@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cnibench import knb, parsers, results
-from cnibench.errors import ExitCode
 from cnibench.cli import app
+from cnibench.errors import ExitCode
 
 DATA = Path(__file__).resolve().parent / "data" / "knb"
 

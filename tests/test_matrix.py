@@ -21,8 +21,15 @@ from rich.console import Console
 
 from cnibench import matrix as mx
 from cnibench import results
+from cnibench.cli.matrix import (
+    EXIT_INTERRUPTED,
+    EXIT_LEFT_BEHIND,
+    EXIT_POLICY,
+    EXIT_REFUSED,
+    run_cleanup_command,
+    run_matrix_command,
+)
 from cnibench.matrix import backend, pricing
-from cnibench.cli.matrix import EXIT_INTERRUPTED, EXIT_LEFT_BEHIND, EXIT_POLICY, EXIT_REFUSED, run_cleanup_command, run_matrix_command
 
 
 def benchmark_doc(variant: str) -> dict:
@@ -39,7 +46,7 @@ def benchmark_doc(variant: str) -> dict:
 
 
 class FakeStack:
-    def __init__(self, backend: "FakeBackend", name: str) -> None:
+    def __init__(self, backend: FakeBackend, name: str) -> None:
         self.backend, self.name = backend, name
         self.config: dict = {}
         self.interrupted = threading.Event()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cnibench.matrix import pricing
 from cnibench.config import parse_config
+from cnibench.matrix import pricing
 
 
 def cfg(**values):

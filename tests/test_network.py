@@ -8,9 +8,9 @@ import pytest
 
 from cnibench.config import parse_config
 from cnibench.mocks import OFFLINE_PUBLIC_IP, run_program
+from cnibench.program.network import Network, ingress_rules, node_port_rules, pod_traffic_sources, subnet_cidrs
 from cnibench.tags import Tagging
 from cnibench.variants import CATALOG, KUBERNETES_NODE_PORTS, PortRule, Underlay
-from cnibench.program.network import Network, ingress_rules, node_port_rules, pod_traffic_sources, subnet_cidrs
 from tests.conftest import ALL_STACKS
 
 SG = "aws:ec2/securityGroup:SecurityGroup"

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from cnibench.variants import CATALOG
 from cnibench.program.nodes import address_plan, iam_roles
 from cnibench.tags import EXPIRES_TAG, REQUIRED_TAGS, ROLE_TAG, STACK_TAG, VARIANT_TAG
+from cnibench.variants import CATALOG
 from tests.conftest import ALL_STACKS
 
 INSTANCE = "aws:ec2/instance:Instance"

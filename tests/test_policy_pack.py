@@ -9,7 +9,6 @@ message the Pulumi CLI sends), without starting its gRPC server.
 from __future__ import annotations
 
 import ast
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,17 @@ import yaml
 from google.protobuf import struct_pb2
 from pulumi.runtime.proto import analyzer_pb2
 from pulumi_policy import (
-    EnforcementLevel, PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions, StackValidationArgs,
+    EnforcementLevel,
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    StackValidationArgs,
 )
 from pulumi_policy.policy import _NotApplicableError, _PolicyAnalyzerServicer
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
-
-from cnibench.policy_rules import RULES, UNKNOWN
 from test_policy_rules import Builder
 
+from cnibench.policy_rules import RULES, UNKNOWN
 from cnibench.policy_rules import from_policy_pack as cnibench_pack
 
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policy"

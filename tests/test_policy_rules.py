@@ -1,6 +1,6 @@
 """Every policy rule rejects a violating resource set and accepts the corrected one.
 
-The resource sets are synthetic but shaped like the components' contract (base.md): instances
+The resource sets are synthetic but shaped like the program's resources (cnibench/program): instances
 tagged cnibench:role/variant/expires-at, vpc.SecurityGroupIngressRule, the kubeadm init
 remote Command, the cilium helm.v3.Release, IAM role policies, route tables.
 """
@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from cnibench.policy_rules import RULES, UNKNOWN, Res, Stack, evaluate, rule
-from cnibench.policy_rules import cluster, network, security
+from cnibench.policy_rules import RULES, UNKNOWN, Res, Stack, cluster, evaluate, network, rule, security
 from cnibench.policy_rules.model import Ref
 from cnibench.variants import CATALOG, get_variant
 
@@ -307,10 +306,10 @@ def test_ipvlan_pods_use_vpc_addresses_so_no_pod_range_rule():
 # --- kernel ---------------------------------------------------------------------------------
 def test_kernel_rejects_an_old_ami_and_accepts_the_default():
     b = Builder("cilium-vxlan")  # cilium 1.18 needs 5.10
-    for role, node in list(b.nodes.items()):
+    for _role, node in list(b.nodes.items()):
         b.patch(node, tags={**node.tags, "cnibench:ami-name": "ubuntu/images/hvm-ssd/ubuntu-focal-20.04-amd64-server-20240101"})
     assert_fails("kernel-minimum", b.stack(amiId="ami-focal"), ">= 5.10", "5.4")
-    for role, node in list(b.nodes.items()):
+    for _role, node in list(b.nodes.items()):
         b.patch(node, tags={**node.tags, "cnibench:ami-name": "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20240101"})
     assert_pass("kernel-minimum", b.stack(amiId="ami-jammy"))
     assert_pass("kernel-minimum", Builder("cilium-vxlan").stack())

@@ -4,11 +4,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ALL_STACKS
 
 from cnibench.config import config_keys
 from cnibench.variants import CATALOG
-
-from conftest import ALL_STACKS
 
 STACK_DIR = Path(__file__).resolve().parent.parent / "stacks"
 

@@ -5,7 +5,14 @@ import dataclasses
 import pytest
 
 from cnibench.variants import (
-    CATALOG, InstallMethod, PortRule, Underlay, UnknownVariantError, get_variant, parse_kernel, thaw,
+    CATALOG,
+    InstallMethod,
+    PortRule,
+    Underlay,
+    UnknownVariantError,
+    get_variant,
+    parse_kernel,
+    thaw,
 )
 
 DESIGN_VARIANTS = {
@@ -116,3 +123,15 @@ def test_kernel_versions():
     assert CATALOG["flannel-wireguard"].kernel_ok("5.6.0") and not CATALOG["flannel-wireguard"].kernel_ok("5.4.0-1")
     with pytest.raises(ValueError):
         parse_kernel("linux")
+
+
+def test_pod_addressing_follows_underlay_and_encapsulation():
+    from cnibench.variants import PodAddressing
+
+    got = {name: v.pod_addressing for name, v in CATALOG.items()}
+    assert got["cilium-eni"] is got["ipvlan"] is PodAddressing.VPC
+    assert {n for n, a in got.items() if a is PodAddressing.POD_CIDR} == {
+        "flannel-host-gw", "flannel-aws-vpc", "kube-router-native", "kube-router-proxy", "cilium-native", "cilium-native-kpr",
+    }
+    for name, addressing in got.items():
+        assert (addressing is PodAddressing.ENCAPSULATED) == (CATALOG[name].encap_overhead > 0), name

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import List, Optional
-
 import os
 import signal
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 from cnibench.cli.console import err_console
+from cnibench.cli.extras import require_lab
 from cnibench.errors import ExitCode
-from cnibench.lab import nsutil
 from cnibench.lab.datapaths import DATAPATHS, DEFAULT_DATAPATHS
-from cnibench.lab.preflight import PreflightError
-from cnibench.lab.runner import LabInterrupted, LabOptions, run_lab
 
 
 def _parse_floats(text: str) -> tuple[float, ...]:
@@ -26,7 +23,7 @@ def _parse_floats(text: str) -> tuple[float, ...]:
 
 
 def lab(
-    datapath: Optional[List[str]] = typer.Option(
+    datapath: Optional[list[str]] = typer.Option(
         None, "--datapath", "-d", help=f"Datapath to measure (repeatable; default: all). One of: {', '.join(DATAPATHS)}. "
         "'host' (the reference) is always measured."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Seconds per iperf3 test (default 3, --quick 1)."),
@@ -54,6 +51,12 @@ def lab(
     compares everything with the host network of the same run, and removes it all.
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if the shell ignored it (background job)
+    require_lab("cnibench lab")
+    # the lab engine needs the lab extra (pyroute2): imported once it is known to be there
+    from cnibench.lab import nsutil
+    from cnibench.lab.preflight import PreflightError
+    from cnibench.lab.runner import LabInterrupted, LabOptions, run_lab
+
     console = err_console()
     if cleanup:
         if os.geteuid() != 0:
@@ -85,7 +88,7 @@ def lab(
         raise typer.Exit(ExitCode.REFUSED) from None
     except (KeyboardInterrupt, LabInterrupted):
         raise typer.Exit(ExitCode.INTERRUPTED) from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any other failure is reported, and the run has cleaned up
         console.print(f"[red]lab run failed: {type(exc).__name__}: {exc}[/] (everything it created was removed)")
         raise typer.Exit(ExitCode.FAILED) from None
     raise typer.Exit(result.exit_code)

@@ -6,7 +6,7 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
@@ -131,7 +131,7 @@ def threading_main() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
+def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -172,11 +172,11 @@ def run_cleanup_command(backend: mx.StackBackend, *, include_unexpired: bool, ye
 
 
 def matrix(
-    variant: Optional[List[str]] = typer.Option(None, "--variant", "-v", help="Variant to run (repeatable)."),
+    variant: Optional[list[str]] = typer.Option(None, "--variant", "-v", help="Variant to run (repeatable)."),
     parallel: int = typer.Option(1, "--parallel", "-p", min=1, help="Stacks deployed at the same time."),
     out: Path = typer.Option(Path("results/matrix"), "--out", "-o", help="Directory for results, logs and the report."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before spending money (or destroying in --cleanup)."),
-    config: Optional[List[str]] = typer.Option(None, "--config", "-c", help="Config override key=value for every variant (repeatable), e.g. instanceType=c6i.4xlarge."),
+    config: Optional[list[str]] = typer.Option(None, "--config", "-c", help="Config override key=value for every variant (repeatable), e.g. instanceType=c6i.4xlarge."),
     timeout: float = typer.Option(7200, "--timeout", min=60, help="Seconds for each variant's pulumi up (provisioning + benchmark); then it is interrupted and destroyed."),
     backend_url: Optional[str] = typer.Option(None, "--backend", envvar="PULUMI_BACKEND_URL", help="Pulumi backend URL: file://<dir>, s3://<bucket>, https://api.pulumi.com... (default: file://~, as pulumi login --local)."),
     secrets_provider: str = typer.Option("passphrase", "--secrets-provider", help="Secrets provider of new stacks (passphrase uses PULUMI_CONFIG_PASSPHRASE)."),
@@ -205,7 +205,7 @@ def matrix(
             backend = factory()
         except Exception as exc:  # noqa: BLE001
             console.print(f"[red]cannot open the Pulumi workspace:[/] {exc}")
-            raise typer.Exit(EXIT_REFUSED)
+            raise typer.Exit(EXIT_REFUSED) from None
         raise typer.Exit(run_cleanup_command(backend, include_unexpired=all_stacks, yes=yes, confirm=ask, console=console))
     if not variant:
         console.print("[red]give at least one --variant[/] (or --cleanup); variants: " + ", ".join(CATALOG))

@@ -17,6 +17,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from cnibench import parsers
 from cnibench.lab.nsutil import in_netns, ns_exec
@@ -40,7 +41,8 @@ def wait_listening(ns: str, ip: str, port: int, timeout: float = 5.0, proc: subp
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             err = proc.stderr.read() if proc.stderr else ""
-            raise MeasureError(f"{proc.args[4] if len(proc.args) > 4 else proc.args} exited with {proc.returncode}: "
+            args = cast("list[str]", proc.args)  # every process here comes from Servers._spawn(argv: list[str])
+            raise MeasureError(f"{args[4] if len(args) > 4 else args} exited with {proc.returncode}: "
                                f"{(err or '').strip()[-300:]}")
         with in_netns(ns):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -62,7 +64,7 @@ class CpuSnapshot:
     total: int
 
     @classmethod
-    def take(cls) -> "CpuSnapshot":
+    def take(cls) -> CpuSnapshot:
         with open("/proc/stat") as f:
             busy, total = parsers.proc_stat_cpu(f.readline())
         return cls(busy, total)

@@ -13,9 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from cnibench import parsers, results
 from cnibench.errors import ExitCode
-from cnibench.report import single as report
 from cnibench.lab import measure, nsutil, preflight, topology
 from cnibench.lab.datapaths import DATAPATHS, DEFAULT_DATAPATHS, KernelFeatureMissing, L2AdjacencyError
+from cnibench.report import single as report
 
 FAIL_AT_ENV = "CNIBENCH_LAB_FAIL_AT"  # test hook: "measure" makes the first measurement raise
 
@@ -44,7 +44,7 @@ class LabOptions:
     run_id: str | None = None
     chart: bool = True
 
-    def quick(self) -> "LabOptions":
+    def quick(self) -> LabOptions:
         """Small figures for tests and smoke runs (about 5 s per datapath)."""
         return replace(self, duration=1.0, repeat=1, latency_sizes=(350,), latency_duration=1.0,
                        calibration_duration=1.0)
@@ -81,7 +81,7 @@ class _Step:
 _OWNER_PID = [0]
 
 
-def _raise_interrupt(signum, frame):  # noqa: ARG001
+def _raise_interrupt(signum, frame):
     if os.getpid() != _OWNER_PID[0]:
         # a forked helper (pyroute2 forks to enter namespaces) inherited this handler:
         # die as the default action would, never unwind into the run's clean-up
@@ -203,7 +203,7 @@ def _run(opts: LabOptions, names: list[str], run_id: str, state: Path, clusters:
             console.print(f"[red]refused[/] {exc}")
             _drop_cluster(cluster, clusters)
             continue
-        except Exception as exc:  # one datapath failing must not stop the others
+        except Exception as exc:  # noqa: BLE001 - one datapath failing must not stop the others
             subject.update(status="error", error=f"set-up failed: {type(exc).__name__}: {exc}")
             console.print(f"[red]error[/] {name}: set-up failed: {exc}")
             _drop_cluster(cluster, clusters)
@@ -359,8 +359,8 @@ def _latency_fn(opts: LabOptions, cluster: topology.Cluster, run_id: str, size: 
         problem = parsers.hey_error_problem(res)
         if problem:
             raise measure.MeasureError(problem)
-        details = {"rate": res.rate, "target_rate": rate, "requests": res.requests, "errors": res.errors,
-                   "max_ms": res.max_ms, "mean_ms": res.mean_ms}
+        details: dict[str, Any] = {"rate": res.rate, "target_rate": rate, "requests": res.requests,
+                                   "errors": res.errors, "max_ms": res.max_ms, "mean_ms": res.mean_ms}
         if res.rate < 0.9 * rate:
             # the load generator fell behind (CPU-bound machine): the figure is at a lower load
             details["note"] = f"achieved {res.rate:,.0f} req/s, below the {rate:,.0f} req/s target"

@@ -214,7 +214,7 @@ class Cluster:
         for conf, node, pod, cid in reversed(self.pod_confs):
             try:
                 cni.delete(conf, node_ns=node, pod_ns=pod, container_id=cid, timeout=10)
-            except Exception:
+            except Exception:  # noqa: BLE001 - best-effort CNI DEL while tearing down; the namespace goes next
                 pass
         self.pod_confs.clear()
 
@@ -355,7 +355,7 @@ class Cluster:
                 "  }\n"
                 "}\n"
             )
-            cmds = [(ns_exec(node, ["nft", "-f", "-"]), rules)]
+            cmds: list[tuple[list[str], str | None]] = [(ns_exec(node, ["nft", "-f", "-"]), rules)]
         else:
             cmds = [(ns_exec(node, ["iptables", "-w", "-t", "nat", *args]), None) for args in (
                 ["-N", "KUBE-SERVICES"], ["-N", "KUBE-SVC-CNIBENCH"], ["-N", "KUBE-SEP-CNIBENCH"],

@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
-from cnibench import config as cfgmod
 from cnibench.errors import InputError
-from cnibench.project import find_project_dir
-
+from cnibench.project import config_text, find_project_dir, with_namespace
 
 DEFAULT_PASSPHRASE_ENV = "PULUMI_CONFIG_PASSPHRASE"
 DEFAULT_BACKEND = "file://~"  # what `pulumi login --local` uses: state in ~/.pulumi
@@ -125,7 +123,7 @@ class AutomationStack:
 
     def config_value(self, key: str) -> str | None:
         try:
-            return self._stack.get_config(key if ":" in key else f"{cfgmod.NAMESPACE}:{key}").value
+            return self._stack.get_config(with_namespace(key)).value
         except Exception:  # noqa: BLE001 - a stack without the key, or config kept elsewhere
             return None
 
@@ -140,7 +138,7 @@ def flatten_config(values: Mapping[str, Any]) -> dict[str, str]:
     """
     flat: dict[str, str] = {}
     for key, value in values.items():
-        full = key if ":" in key else f"{cfgmod.NAMESPACE}:{key}"
+        full = with_namespace(key)
         if isinstance(value, str) and value.strip().startswith("["):
             try:
                 value = json.loads(value)
@@ -148,16 +146,10 @@ def flatten_config(values: Mapping[str, Any]) -> dict[str, str]:
                 pass
         if isinstance(value, (list, tuple)):
             for i, item in enumerate(value):
-                flat[f"{full}[{i}]"] = _config_text(item)
+                flat[f"{full}[{i}]"] = config_text(item)
         else:
-            flat[full] = _config_text(value)
+            flat[full] = config_text(value)
     return flat
-
-
-def _config_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 class AutomationBackend:

@@ -6,11 +6,9 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from cnibench.matrix.backend import StackBackend, short_error
 from cnibench.matrix.names import parse_stack_name
-from cnibench.matrix.backend import StackBackend
-from cnibench.matrix.backend import short_error
 from cnibench.matrix.runner import DEFAULT_EXPIRY_HOURS, MatrixOptions, MatrixRunner, VariantRun
-
 
 
 @dataclass
@@ -67,7 +65,11 @@ def cleanup(backend: StackBackend, leftovers: Sequence[Leftover], log: Callable[
             out.append(run)
             continue
         log(f"{left.name}: destroying ({left.resource_count if left.resource_count is not None else '?'} resources)")
-        runner._teardown(run, handle, lambda line, n=left.name: log(f"{n}: {line}") if line.startswith("#") else None)
+        def log_step(line: str, n: str = left.name) -> None:
+            if line.startswith("#"):
+                log(f"{n}: {line}")
+
+        runner._teardown(run, handle, log_step)
         run.status = "ok" if run.removed else ("destroyed" if run.destroyed else "left behind")
         log(f"{left.name}: {run.status}")
         out.append(run)

@@ -7,11 +7,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from cnibench import config as cfgmod
 from cnibench.errors import CnibenchError, ExitCode, InputError
+from cnibench.matrix.backend import short_error
 from cnibench.matrix.runner import MatrixOptions, expiry_hours_for, stack_values
 from cnibench.project import stack_config
 from cnibench.variants import CATALOG
-from cnibench.matrix.backend import short_error
-
 
 
 class PolicyViolation(CnibenchError):

@@ -7,8 +7,6 @@ import re
 import secrets
 from dataclasses import dataclass
 
-
-
 STACK_PREFIX = "cnibench-"
 _STAMP_FORMAT = "%Y%m%dt%H%Mz"
 # cnibench-<variant>-<yyyymmddtHHMMz>-<4 hex>; the variant itself contains hyphens.

@@ -137,7 +137,7 @@ def estimate(configs: Mapping[str, StackConfig], table: PriceTable, timeout_s: f
 
 
 def rows(est: Estimate) -> list[Sequence[Any]]:
-    out = []
+    out: list[Sequence[Any]] = []
     for line in est.lines:
         inst = ", ".join(f"{n} x {t} @ {p:.4f}/h" for t, n, p in line.instances)
         out.append((line.variant, line.region, inst, f"{line.hours:.2f}", f"{line.cost:.2f}"))

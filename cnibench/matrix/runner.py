@@ -1,28 +1,6 @@
 """Ephemeral stack matrix: one throw-away Pulumi stack per variant, always destroyed.
 
-For every selected variant the runner creates a stack named ``cnibench-<variant>-<UTC stamp>-<hex>``
-in the project at the repository root (Pulumi.yaml, ``stackConfigDir: stacks``), copies the
-variant's stack file values and the user's overrides into it, runs ``up``, reads the
-``benchmark`` output and then, whatever happened (success, failure, timeout, Ctrl-C), destroys
-the stack and removes it. A destroy that fails is retried once after a ``refresh`` (the refresh
-drops resources that are already gone and ``clear_pending_creates`` forgets operations an
-interrupted update left pending). A stack whose destroy still fails is NOT removed: its state is
-the only record of what is billed; it is reported with the command that finishes the job
-(``cnibench matrix --cleanup``).
-
-The Pulumi Automation API is reached only through :class:`StackBackend` / :class:`StackHandle`.
-:class:`AutomationBackend` is the real one (``pulumi.automation``); tests replace it with a
-recording double because the Pulumi CLI cannot be installed in the test environment.
-
-Interrupts. A Ctrl-C in a terminal is delivered to the whole foreground process group, so the
-``pulumi up`` child processes receive it as well and start Pulumi's graceful cancellation
-("^C received; cancelling. If you would like to terminate immediately, press ^C again." -- the
-Pulumi CLI's own message; a second SIGINT terminates it immediately and may orphan resources).
-The runner therefore does not forward the first interrupt at once: it stops starting new
-stacks, waits ``interrupt_grace`` seconds for the running updates to return by themselves and
-only then sends one SIGINT to the ``pulumi`` processes still running an update for its stacks
-(the case of a SIGINT/SIGTERM sent to this process alone). Timeouts send SIGINT the same way,
-and a second one after ``kill_grace`` seconds if the update has not stopped.
+Design notes and their sources: docs/matrix.md (runner).
 """
 
 
@@ -32,16 +10,15 @@ import json
 import math
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait, FIRST_COMPLETED
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from cnibench import config as cfgmod
-from cnibench.project import find_project_dir, load_stack_file, stack_config, without_namespace
-from cnibench.matrix.names import stack_name
 from cnibench.matrix.backend import StackBackend, StackHandle, short_error
-
+from cnibench.matrix.names import stack_name
+from cnibench.project import find_project_dir, load_stack_file, stack_config, without_namespace
 
 DEFAULT_EXPIRY_HOURS = int(cfgmod.StackConfig.model_fields["expiry_hours"].default)
 
@@ -134,7 +111,7 @@ class _Watchdog:
                 return
             wait_for = self._grace
 
-    def __enter__(self) -> "_Watchdog":
+    def __enter__(self) -> _Watchdog:
         self._thread.start()
         return self
 
@@ -262,8 +239,10 @@ class MatrixRunner:
         ]
         for i, (what, op) in enumerate(attempts):
             try:
-                with _Watchdog(handle, self.opts.destroy_timeout, self.opts.kill_grace,
-                               lambda n, w=what: log(f"# {w} timed out: interrupting ({n})")):
+                def on_timeout(n: int, w: str = what) -> None:
+                    log(f"# {w} timed out: interrupting ({n})")
+
+                with _Watchdog(handle, self.opts.destroy_timeout, self.opts.kill_grace, on_timeout):
                     op()
                 if what == "destroy":
                     run.destroyed = True

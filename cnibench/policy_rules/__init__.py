@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from cnibench.policy_rules import cluster, network, security
 from cnibench.policy_rules.model import (
-    UNKNOWN, Finding, Level, NotApplicable, Ref, Res, Rule, Stack, Violation, evaluate,
+    UNKNOWN,
+    Finding,
+    Level,
+    NotApplicable,
+    Ref,
+    Res,
+    Rule,
+    Stack,
+    Violation,
+    evaluate,
 )
 
 M, A = Level.MANDATORY, Level.ADVISORY

@@ -6,7 +6,15 @@ import re
 from typing import Any, Iterator, Mapping
 
 from cnibench.policy_rules.model import (
-    CONFIGMAP, DAEMONSET, PLACEMENT_GROUP, REMOTE_COMMAND, UNKNOWN, NotApplicable, Res, Stack, Violation,
+    CONFIGMAP,
+    DAEMONSET,
+    PLACEMENT_GROUP,
+    REMOTE_COMMAND,
+    UNKNOWN,
+    NotApplicable,
+    Res,
+    Stack,
+    Violation,
     known,
 )
 from cnibench.policy_rules.network import _get, cilium_values, kubeadm_commands, script_code
@@ -134,7 +142,7 @@ def _containers(ds: Res) -> list[Mapping[str, Any]]:
     spec = ds.get("spec", "template", "spec", default={})
     if not isinstance(spec, Mapping):
         return []
-    out = []
+    out: list[Mapping[str, Any]] = []
     for key in ("containers", "initContainers"):
         out.extend(c for c in spec.get(key) or [] if isinstance(c, Mapping))
     return out

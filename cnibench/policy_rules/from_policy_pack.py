@@ -9,12 +9,23 @@ import json
 from typing import Any, Mapping
 
 from pulumi_policy import (
-    EnforcementLevel, PolicyConfigSchema, PolicyResource, ReportViolation, StackValidationArgs,
+    EnforcementLevel,
+    PolicyConfigSchema,
+    PolicyResource,
+    ReportViolation,
+    StackValidationArgs,
     StackValidationPolicy,
 )
 from pulumi_policy.proxy import (
-    UNKNOWN_ARCHIVE_VALUE, UNKNOWN_ARRAY_VALUE, UNKNOWN_ASSET_VALUE, UNKNOWN_BOOLEAN_VALUE,
-    UNKNOWN_NUMBER_VALUE, UNKNOWN_OBJECT_VALUE, UNKNOWN_STRING_VALUE, _DictProxy, _ListProxy,
+    UNKNOWN_ARCHIVE_VALUE,
+    UNKNOWN_ARRAY_VALUE,
+    UNKNOWN_ASSET_VALUE,
+    UNKNOWN_BOOLEAN_VALUE,
+    UNKNOWN_NUMBER_VALUE,
+    UNKNOWN_OBJECT_VALUE,
+    UNKNOWN_STRING_VALUE,
+    _DictProxy,
+    _ListProxy,
 )
 
 from cnibench.config import NAMESPACE

@@ -1,6 +1,6 @@
 """A neutral view of a stack's resources that the policy rules read.
 
-Two adapters fill it: the Pulumi policy pack (``policy/cnibench_pack.py``, from the
+Two adapters fill it: the Pulumi policy pack (``cnibench/policy_rules/from_policy_pack.py``, from the
 ``PolicyResource`` objects ``pulumi preview`` hands a ``StackValidationPolicy``) and the offline
 preflight (``cnibench check``, from the :class:`cnibench.mocks.Registered` resources of a run
 under Pulumi's mocks). Rules are pure functions of a :class:`Stack`; they never import Pulumi.
@@ -16,6 +16,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+from cnibench.tags import BENCHMARK_ROLES, EXPIRES_TAG, ROLE_TAG, VARIANT_TAG
 from cnibench.variants import CATALOG, Variant
 
 INSTANCE = "aws:ec2/instance:Instance"
@@ -32,18 +33,16 @@ HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 DAEMONSET = "kubernetes:apps/v1:DaemonSet"
 CONFIGMAP = "kubernetes:core/v1:ConfigMap"
 
-TAG_ROLE = "cnibench:role"
-TAG_VARIANT = "cnibench:variant"
-TAG_EXPIRES = "cnibench:expires-at"
-BENCHMARK_ROLES = ("client", "server")
+# one spelling of the tag keys and roles (cnibench.tags), under the names the rules use
+TAG_ROLE, TAG_VARIANT, TAG_EXPIRES = ROLE_TAG, VARIANT_TAG, EXPIRES_TAG
 
 
 class _Unknown:
     """A value Pulumi cannot know during a preview."""
 
-    _instance: "_Unknown | None" = None
+    _instance: _Unknown | None = None
 
-    def __new__(cls) -> "_Unknown":
+    def __new__(cls) -> _Unknown:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -119,7 +118,7 @@ class Ref:
     ids: frozenset[str]
     urns: frozenset[str]
 
-    def same(self, other: "Ref") -> bool | None:
+    def same(self, other: Ref) -> bool | None:
         """True/False when decidable, None when neither ids nor origins can tell."""
         if self.ids and other.ids:
             return bool(self.ids & other.ids)

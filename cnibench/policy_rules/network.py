@@ -10,10 +10,24 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 from cnibench.policy_rules.model import (
-    HELM_RELEASE, REMOTE_COMMAND, ROUTE, ROUTE_TABLE, SECURITY_GROUP, SG_INGRESS, SG_RULE,
-    SUBNET, UNKNOWN, VPC, NotApplicable, Ref, Res, Stack, Violation, known,
+    HELM_RELEASE,
+    REMOTE_COMMAND,
+    ROUTE,
+    ROUTE_TABLE,
+    SECURITY_GROUP,
+    SG_INGRESS,
+    SG_RULE,
+    SUBNET,
+    UNKNOWN,
+    VPC,
+    NotApplicable,
+    Ref,
+    Res,
+    Stack,
+    Violation,
+    known,
 )
-from cnibench.variants import CATALOG, PortRule, Underlay, Variant
+from cnibench.variants import CATALOG, PodAddressing, PortRule, Underlay, Variant
 
 DEFAULT_ROUTE_TABLE = "aws:ec2/defaultRouteTable:DefaultRouteTable"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -208,7 +222,7 @@ def ingress_rules(stack: Stack) -> list[Ingress]:
     """Ingress rules in all three shapes pulumi-aws offers (standalone v7 rules, inline, legacy)."""
     out: list[Ingress] = []
     for r in stack.of_type(SG_INGRESS):
-        source = stack.ref(r, "referencedSecurityGroupId", SECURITY_GROUP)
+        source: Ref | None = stack.ref(r, "referencedSecurityGroupId", SECURITY_GROUP)
         out.append(Ingress(
             r, stack.ref(r, "securityGroupId", SECURITY_GROUP), _proto(r.props.get("ipProtocol")),
             _int(r.props.get("fromPort")), _int(r.props.get("toPort")),
@@ -275,11 +289,7 @@ def _admits_from(rule: Ingress, node_groups: list[Ref], sources: list[Any]) -> b
 
 def routes_pod_addresses(variant: Variant) -> bool:
     """Unencapsulated pod traffic between nodes carries pod-range addresses (not VPC addresses)."""
-    return (
-        variant.encap_overhead == 0
-        and variant.underlay in (Underlay.L2, Underlay.VPC_ROUTES)
-        and variant.node_secondary_ips == 0
-    )
+    return variant.pod_addressing is PodAddressing.POD_CIDR
 
 
 def encap_ports(stack: Stack) -> Iterator[Violation]:
@@ -403,7 +413,9 @@ def cidrs(stack: Stack) -> Iterator[Violation]:
     names = [k for k, v in nets.items() if v is not None]
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            if nets[a].overlaps(nets[b]):  # type: ignore[union-attr]
+            net_a, net_b = nets[a], nets[b]
+            assert net_a is not None and net_b is not None  # names holds only the keys of valid networks
+            if net_a.overlaps(net_b):
                 yield Violation(
                     f"CIDRs: the {a} {nets[a]} overlaps the {b} {nets[b]}; pod, service and VPC ranges must be "
                     "disjoint. Fix: change cnibench:podCidr / cnibench:serviceCidr / cnibench:vpcCidr."

@@ -77,7 +77,7 @@ def encrypted_volumes(stack: Stack) -> Iterator[Violation]:
             yield Violation(f"security: {vol.label()} is not encrypted. Fix: encrypted=True.", vol.urn)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def aws_supports_tags(type_token: str) -> bool | None:
     """Whether the pulumi-aws resource ``type_token`` takes a ``tags`` input (None: cannot tell).
 

@@ -259,10 +259,13 @@ class Cluster(pulumi.ComponentResource):
         self.ready: list[pulumi.Resource] = []
         for role in (CLIENT, SERVER):
             node = nodes.nodes[role]
+
+            def label_script(n: str, r: str = role) -> str:
+                return remote_script("label-node.sh", {"NODE_NAME": n, "NODE_LABELS": f"{ROLE_LABEL}={r}"})
+
             label = cmd(
                 f"{role}-label", cp,
-                node.node_name.apply(lambda n, r=role: remote_script(
-                    "label-node.sh", {"NODE_NAME": n, "NODE_LABELS": f"{ROLE_LABEL}={r}"})),
+                node.node_name.apply(label_script),
                 [joined[id(node.instance)]],
             )
             self.ready.append(label)

@@ -22,8 +22,8 @@ import pulumi
 import pulumi_aws as aws
 
 from cnibench.config import ConfigError, StackConfig, key_of
-from cnibench.variants import KUBERNETES_NODE_PORTS, PortRule, Underlay, Variant
 from cnibench.tags import Tagging
+from cnibench.variants import KUBERNETES_NODE_PORTS, PodAddressing, PortRule, Variant
 
 API_SERVER_PORT = 6443
 SSH_PORT = 22
@@ -84,9 +84,9 @@ def node_port_rules(variant: Variant) -> list[PortRule]:
 def pod_traffic_sources(variant: Variant, pod_cidr: str, subnet_cidrs: Sequence[str]) -> tuple[str, ...]:
     """Where pod packets come from when they cross the underlay unencapsulated; ``()`` if they
     are encapsulated (the tunnel's port, already a node rule, carries them)."""
-    if variant.underlay is Underlay.ENI or variant.node_secondary_ips > 0:
+    if variant.pod_addressing is PodAddressing.VPC:
         return tuple(subnet_cidrs)  # pods hold VPC addresses of the node subnets
-    if variant.encap_overhead == 0 and variant.underlay in (Underlay.L2, Underlay.VPC_ROUTES):
+    if variant.pod_addressing is PodAddressing.POD_CIDR:
         return (pod_cidr,)  # routed pod ranges: the source address is a pod-CIDR address
     return ()
 
@@ -285,7 +285,7 @@ def _existing_vpc(cfg: StackConfig, parent: pulumi.Resource) -> tuple[str, pulum
             filters=[aws.ec2.GetInternetGatewayFilterArgs(name="attachment.vpc-id", values=[cfg.vpc_id])],
             opts=invoke,
         )
-    except Exception as exc:  # the provider's "no matching Internet Gateway found"
+    except Exception as exc:  # noqa: BLE001 - the provider raises a bare error for "no matching Internet Gateway found"
         raise ConfigError([
             f"{key_of('vpc_id')}: found no internet gateway attached to VPC {cfg.vpc_id} ({exc}); "
             "the nodes need one to install packages and to be reached over SSH "

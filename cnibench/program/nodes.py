@@ -11,17 +11,16 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
 
 from cnibench.config import ConfigError, StackConfig, key_of
-from cnibench.variants import Variant
 from cnibench.program.network import Network
 from cnibench.tags import BENCHMARK_ROLES, CLIENT, CONTROL_PLANE, ROLE_TAG, SERVER, Tagging
-
+from cnibench.variants import Variant
 
 SSH_USER = "ubuntu"  # the login of Canonical's Ubuntu images
 # Canonical's AWS account (https://documentation.ubuntu.com/aws/en/latest/aws-how-to/instances/find-ubuntu-images/)
@@ -306,11 +305,12 @@ class NodePair(pulumi.ComponentResource):
 
     def outputs(self) -> dict[str, pulumi.Output[dict]]:
         """Per role: role, Kubernetes node name, instance id and type, AMI, AZ, subnet, addresses."""
-        return {
-            role: pulumi.Output.all(
-                node.node_name, node.instance.id, node.ami, node.subnet_id,
-                node.private_ip, node.public_ip, node.secondary_private_ips,
-            ).apply(lambda v, role=role, node=node: {
+        return {role: self._output_of(role, node) for role, node in self.nodes.items()}
+
+    @staticmethod
+    def _output_of(role: str, node: Node) -> pulumi.Output[dict]:
+        def describe(v: list[Any]) -> dict[str, Any]:
+            return {
                 "role": role,
                 "name": v[0],
                 "instanceId": v[1],
@@ -321,9 +321,12 @@ class NodePair(pulumi.ComponentResource):
                 "privateIp": v[4],
                 "publicIp": v[5],
                 "secondaryPrivateIps": v[6],
-            })
-            for role, node in self.nodes.items()
-        }
+            }
+
+        return pulumi.Output.all(
+            node.node_name, node.instance.id, node.ami, node.subnet_id,
+            node.private_ip, node.public_ip, node.secondary_private_ips,
+        ).apply(describe)
 
     def ssh_commands(self, key_file: str) -> dict[str, pulumi.Output[str]]:
         """Per role: the command that opens a shell on the node with the stack's key."""

@@ -17,7 +17,7 @@ PUBLIC_IP_URL = "https://checkip.amazonaws.com"
 
 def lookup_public_ip() -> str:
     """This machine's public IPv4 address as AWS sees it (one HTTPS request, 10 s timeout)."""
-    with urllib.request.urlopen(PUBLIC_IP_URL, timeout=10) as resp:  # noqa: S310 - fixed https URL
+    with urllib.request.urlopen(PUBLIC_IP_URL, timeout=10) as resp:
         return str(resp.read().decode())
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypeGuard
 
 from cnibench.report.sources import LATENCY_NAME, PERCENTILES, THROUGHPUT_KINDS, Source, subject_labels
+
 
 def _plt():
     import matplotlib
@@ -17,8 +18,8 @@ def _plt():
     return plt
 
 
-def _ok(test: dict | None) -> bool:
-    return bool(test) and test["status"] == "ok" and test["stats"]["median"] is not None
+def _ok(test: dict | None) -> TypeGuard[dict]:
+    return test is not None and bool(test) and test["status"] == "ok" and test["stats"]["median"] is not None
 
 
 def _throughput_tests(sources: Sequence[Source]) -> list[str]:

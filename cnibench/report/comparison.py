@@ -25,6 +25,7 @@ from cnibench import results
 from cnibench.report.charts import chart_cpu, chart_latency, chart_throughput
 from cnibench.report.sources import CSV_FIELDS, ORIGIN_ORDER, THROUGHPUT_KINDS, Source
 
+
 def load_results(paths: Iterable[str | Path]) -> list[Source]:
     """Load and validate every document (``jsonschema.ValidationError`` names the bad field)."""
     return [Source(results.load(p), Path(p)) for p in paths]

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-
 THROUGHPUT_KINDS = ("tcp", "udp")
 PERCENTILES = ("p50", "p90", "p99", "p99.9")
 ORIGIN_ORDER = {"cloud": 0, "lab": 1, "knb": 2}

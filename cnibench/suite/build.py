@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 from cnibench import parsers, results
 from cnibench.parsers import iperf3_details, node_usage, parse_hey_histogram
@@ -31,7 +31,7 @@ class RunContext:
     server_node: str = ""
 
     @classmethod
-    def from_config(cls, cfg: Any, stack: str = "") -> "RunContext":
+    def from_config(cls, cfg: Any, stack: str = "") -> RunContext:
         v = cfg.variant_record
         return cls(stack=stack, variant=v.name, cni=v.cni, cni_version=v.cni_version,
                    underlay_need=v.underlay.value, encap_overhead=v.encap_overhead, configured_mtu=cfg.pod_mtu,
@@ -137,7 +137,8 @@ def _run_record(run: Mapping[str, Any], step: Step, plan: SuitePlan) -> dict[str
         gbits = None
     if usage["client"] or usage["server"]:
         busy = [u["busy_percent"] for u in usage.values() if u and u["busy_percent"] is not None]
-        seconds = sum(u["cpu_seconds"] for u in usage.values() if u)
+        # node_usage always sets cpu_seconds to a float; only busy_percent and mem_used_mb may be None
+        seconds = sum(cast(float, u["cpu_seconds"]) for u in usage.values() if u)
         rec["cpu"] = {
             "busy_percent": statistics.fmean(busy) if busy else None,
             "cpu_seconds_per_gbit": seconds / gbits if gbits else None,

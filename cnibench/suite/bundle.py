@@ -8,8 +8,18 @@ import json
 import shlex
 from typing import Mapping
 
-from cnibench.suite.plan import HEY_REQUEST_TIMEOUT_S, HTTP_PORT, IPERF3_PORT, NAMESPACE, PODS, POD_READY_TIMEOUT_S, RAW_FORMAT, SERVICE, SuitePlan
 from cnibench.suite.manifests import _script, pod_manifests
+from cnibench.suite.plan import (
+    HEY_REQUEST_TIMEOUT_S,
+    HTTP_PORT,
+    IPERF3_PORT,
+    NAMESPACE,
+    POD_READY_TIMEOUT_S,
+    PODS,
+    RAW_FORMAT,
+    SERVICE,
+    SuitePlan,
+)
 
 
 def plan_env(plan: SuitePlan, client_node: str = "", server_node: str = "") -> str:

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnibench.suite.plan import DEBS_HOST_PATH, HTTP_PORT, IMAGE, IPERF3_PORT, NAMESPACE, PODS, ROLE_LABEL, RUN_TOKEN, SCRIPTS_DIR, SERVICE, SuitePlan
+from cnibench.suite.plan import (
+    DEBS_HOST_PATH,
+    HTTP_PORT,
+    IMAGE,
+    IPERF3_PORT,
+    NAMESPACE,
+    PODS,
+    ROLE_LABEL,
+    RUN_TOKEN,
+    SCRIPTS_DIR,
+    SERVICE,
+    SuitePlan,
+)
 
 
 def _script(name: str) -> str:

@@ -11,9 +11,6 @@ from typing import Any, Mapping, Sequence
 
 from cnibench import tags
 
-
-
-
 SCRIPTS_DIR = files("cnibench.suite") / "runner"  # package data
 RAW_FORMAT = "cnibench-bench-raw/1"
 

@@ -6,8 +6,6 @@ import statistics
 from typing import Any, Iterable, Mapping
 
 
-
-
 def _fmt(value: Any, digits: int = 2) -> str:
     if value is None:
         return "-"

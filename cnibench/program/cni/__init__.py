@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 import pulumi
+from pulumi_command import remote
 
 from cnibench.config import StackConfig
 from cnibench.program.cni import cilium, flannel, ipvlan, kube_router
@@ -29,7 +30,7 @@ class CniInstall(pulumi.ComponentResource):
     """The CNI of one variant. ``ready`` is the readiness gate (CNI rolled out, both benchmark
     nodes Ready); ``installed`` what the installer declared."""
 
-    ready: pulumi.Resource
+    ready: remote.Command
 
     def __init__(
         self,

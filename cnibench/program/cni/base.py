@@ -20,10 +20,11 @@ import pulumi_kubernetes as k8s
 from pulumi_command import remote
 
 from cnibench.config import StackConfig
-from cnibench.variants import Variant
 from cnibench.program.cluster import remote_script
+
 # roles of the node set; with controlPlaneOnBenchmarkNode the control plane is the client node
 from cnibench.tags import BENCHMARK_ROLES, CONTROL_PLANE
+from cnibench.variants import Variant
 
 SCRIPTS = files("cnibench.program.cni") / "scripts"  # package data
 

@@ -1,29 +1,6 @@
 """cilium as a ``helm.v3.Release`` of the pinned chart from the official repository.
 
-Chart ``cilium`` 1.18.12 from https://helm.cilium.io/ (github cilium/charts cilium-1.18.12.tgz,
-sha256 5923f9d9...5a8b88ea8a37572). Every value key used here exists in that chart's
-values.yaml (tests/test_cni.py checks them against tests/data/cilium-chart-1.18.12-keys.txt).
-
-Values = the variant's ``values`` from the catalog, plus what only the cluster knows:
-
-* ``k8sServiceHost``/``k8sServicePort``: the control plane's private address. Required where
-  kube-proxy is absent (kubeProxyReplacement), harmless elsewhere: the agent does not depend on
-  the ``kubernetes`` Service VIP to reach the API server.
-* ``kubeProxyReplacement``: the string "true"/"false" (values.yaml: 'Valid options are "true"
-  or "false"'; only the string "true" switches on the KPR parts of the configmap).
-* cluster-pool IPAM: ``ipam.operator.clusterPoolIPv4PodCIDRList`` = the stack's pod CIDR
-  (the chart default 10.0.0.0/8 overlaps a VPC in 10/8) and the node mask size of the stack.
-* native routing (not ENI): ``ipv4NativeRoutingCIDR`` = the pod CIDR (the chart fails without it
-  when masquerading: templates/cilium-configmap.yaml "ipv4NativeRoutingCIDR must be set").
-* ENI IPAM: ``eni.subnetIDsFilter`` = the subnets of our nodes (the operator then never
-  allocates from another subnet of an existing VPC).
-* cilium-operator: one replica, on the control plane (its node alone carries the ENI IAM
-  actions, cnibench/program/nodes.py).
-
-MTU: the agent detects the MTU of the node's device and subtracts its tunnel overhead
-(pkg/mtu ``TunnelOverhead = 50`` for vxlan and geneve, 0 in native routing); ``MTU`` is set
-(to the underlay MTU: cilium subtracts its overhead from it) only if that would differ from the
-catalog.
+Design notes and their sources: docs/cni.md (cilium).
 """
 
 from __future__ import annotations
@@ -33,8 +10,8 @@ from typing import Any, Mapping
 import pulumi
 import pulumi_kubernetes as k8s
 
-from cnibench.variants import thaw
 from cnibench.program.cni.base import CniContext, Installed, detected_mtu_matches, fingerprint
+from cnibench.variants import thaw
 
 NAMESPACE = "kube-system"
 RELEASE = "cilium"

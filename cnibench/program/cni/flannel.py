@@ -1,16 +1,6 @@
 """flannel as typed Kubernetes objects, equivalent to the upstream kube-flannel.yml.
 
-Source: github flannel-io/flannel ``Documentation/kube-flannel.yml`` at the pinned tag
-(v0.28.9, commit 5cd0d526; v0.19.2, commit f30ebbb6 for the aws-vpc backend, removed in
-v0.20.0). Objects, names, labels, RBAC rules, images, probes and volumes follow that file;
-``net-conf.json`` carries the variant's ``Backend`` from the catalog, ``Network`` = the kubeadm
-pod CIDR, and for aws-vpc the stack's route table (``RouteTableID``).
-
-Pod MTU: flanneld reads the MTU of its external interface and subtracts its backend's own
-overhead (``FLANNEL_OVERHEAD`` below), writes ``FLANNEL_MTU`` to /run/flannel/subnet.env and the
-flannel CNI plugin hands it to the bridge. When that equals the catalog's pod MTU nothing is
-set; otherwise the ``mtu`` of the delegate in ``cni-conf.json`` is set to the catalog's value
-(the flannel CNI plugin keeps a delegate ``mtu`` that is already there).
+Design notes and their sources: docs/cni.md (flannel).
 """
 
 from __future__ import annotations
@@ -22,10 +12,15 @@ from typing import Any, Mapping
 import pulumi
 import pulumi_kubernetes as k8s
 
-from cnibench.variants import thaw
 from cnibench.program.cni.base import (
-    SKIP_AWAIT, CniContext, Installed, detected_mtu_matches, fingerprint, service_account_rbac,
+    SKIP_AWAIT,
+    CniContext,
+    Installed,
+    detected_mtu_matches,
+    fingerprint,
+    service_account_rbac,
 )
+from cnibench.variants import thaw
 
 NAMESPACE = "kube-flannel"
 NAME = "flannel"

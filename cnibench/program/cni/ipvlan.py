@@ -1,23 +1,6 @@
 """ipvlan: a node-level CNI configuration (reference plugins: ipvlan + host-local).
 
-No DaemonSet: on each benchmark node a remote command (scripts/ipvlan-node.sh) installs the
-pinned release of github containernetworking/plugins (``cni-plugins-linux-amd64-<v>.tgz`` into
-/opt/cni/bin) and writes ``/etc/cni/net.d/10-ipvlan.conflist``.
-
-Addressing: pods are ipvlan slaves of the node's primary interface and carry VPC addresses. The
-VPC delivers only addresses assigned to an ENI, so each benchmark node gets
-``variant.node_secondary_ips`` secondary private IPs (cnibench/program/nodes.py) and host-local
-hands out exactly those: one single-address range (rangeStart = rangeEnd) per secondary IP, all
-in one range set (host-local takes one address per range set; single-address ranges do not
-overlap: plugins/ipam/host-local/backend/allocator/range.go ``Overlaps`` at v1.9.1). ``subnet``
-is the node subnet and ``gateway`` its VPC router (the subnet's second address, which AWS
-reserves for it).
-
-Config keys: plugins/main/ipvlan/ipvlan.go ``NetConf`` (master, mode, mtu) and host-local
-``ranges``/``routes`` (cni.dev content/plugins/current/ipam/host-local.md). ``master`` is the
-interface of the node's default route, detected on the node (the plugin's own default too).
-MTU: an ipvlan slave inherits its master's MTU (the plugin leaves ``mtu`` 0 to the kernel), which
-is the catalog's value (no overhead); it is set only if the catalog ever says otherwise.
+Design notes and their sources: docs/cni.md (ipvlan).
 """
 
 from __future__ import annotations
@@ -28,8 +11,8 @@ from typing import Any, Sequence
 
 import pulumi
 
-from cnibench.variants import CNI_PLUGINS_RELEASE, thaw
 from cnibench.program.cni.base import CniContext, Installed, detected_mtu_matches, fingerprint, node_script
+from cnibench.variants import CNI_PLUGINS_RELEASE, thaw
 
 CONF_FILE = "/etc/cni/net.d/10-ipvlan.conflist"
 NETWORK_NAME = "cnibench-ipvlan"

@@ -1,23 +1,6 @@
 """kube-router as typed Kubernetes objects, equivalent to its generic all-features manifest.
 
-Source: github cloudnativelabs/kube-router ``daemonset/generic-kuberouter-all-features.yaml`` at
-v2.11.1 (commit 61066dc6). The generic manifest (not the kubeadm-* ones) is used because those
-read their kubeconfig from the kube-proxy ConfigMap, which does not exist when kubeadm skips
-the kube-proxy addon (kube-router-proxy). Differences from the file, on purpose:
-
-* ``%APISERVER%`` is the control plane's private address (docs/generic.md fills it with sed);
-  ``%CLUSTERCIDR%`` only fills the non-standard ``clusterCIDR`` line of that kubeconfig:
-  kube-router v2.11.1 has no ``--cluster-cidr`` flag, it takes each node's pod range from
-  ``node.Spec.PodCIDR`` (pkg/controllers/routing/utils.go), which kubeadm's
-  ``--pod-network-cidr`` makes the controller-manager assign.
-* the image is pinned to the release (the manifest uses the untagged, i.e. latest, image).
-* the router/firewall/proxy/overlay flags come from the variant (catalog), and
-  ``--service-cluster-ip-range`` from the stack's service CIDR (default 10.96.0.0/12 otherwise).
-* pod MTU: ``--auto-mtu`` sets the node interface MTU on kube-bridge and in the CNI conf but,
-  since v1.6.0 (commit f97eb7cc, "fix: remove multiple MTU reductions"), subtracts nothing for
-  the IP-in-IP overlay. Where that differs from the catalog's pod MTU, ``--auto-mtu=false`` and
-  the bridge plugin's ``mtu`` carry the catalog's value (initCNIConfig keeps a configured
-  ``mtu`` when auto-mtu is off: pkg/controllers/routing/network_routes_controller.go).
+Design notes and their sources: docs/cni.md (kube_router).
 """
 
 from __future__ import annotations
@@ -28,7 +11,12 @@ from typing import Any
 import pulumi_kubernetes as k8s
 
 from cnibench.program.cni.base import (
-    SKIP_AWAIT, CniContext, Installed, detected_mtu_matches, fingerprint, service_account_rbac,
+    SKIP_AWAIT,
+    CniContext,
+    Installed,
+    detected_mtu_matches,
+    fingerprint,
+    service_account_rbac,
 )
 
 NAMESPACE = "kube-system"
@@ -117,7 +105,7 @@ def kubeconfig(api_server: str, cluster_cidr: str) -> str:
 
 
 def daemonset_spec(image: str, args: list[str]) -> dict:
-    host = lambda name, path, **kw: {"name": name, "hostPath": {"path": path, **kw}}  # noqa: E731
+    host = lambda name, path, **kw: {"name": name, "hostPath": {"path": path, **kw}}
     return {
         "selector": {"matchLabels": dict(LABELS)},
         "template": {

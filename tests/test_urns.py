@@ -1,0 +1,26 @@
+"""Resource names and type tokens are part of users' state: every stack's URNs stay as recorded.
+
+``tests/data/urns.json`` was recorded under the mocks before the code moved from ``components/``
+into ``cnibench/program`` (issue 11) and matched after it. A change here replaces or orphans
+resources in every existing stack: it needs a migration note (Pulumi ``aliases``) and a new
+recording, never a silent update of the file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import ALL_STACKS
+
+RECORDED = json.loads((Path(__file__).parent / "data" / "urns.json").read_text())
+
+
+def test_every_stack_is_recorded():
+    assert sorted(RECORDED) == sorted(ALL_STACKS)
+
+
+@pytest.mark.parametrize("stack", ALL_STACKS)
+def test_urns_are_unchanged(stack_run, stack):
+    assert sorted(r.urn for r in stack_run(stack)) == RECORDED[stack]
