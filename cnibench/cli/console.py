@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from cnibench.errors import CnibenchError, ExitCode
+from cnibench.errors import CnibenchError
 
 # Wide enough for the tables when piped into a file or a design document.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -35,4 +35,4 @@ def fail(err: CnibenchError, out: Console, heading: str = "") -> typer.Exit:
     return typer.Exit(int(err.exit_code))
 
 
-__all__ = ["ExitCode", "console", "err_console", "fail"]
+__all__ = ["console", "err_console", "fail"]
