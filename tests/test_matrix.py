@@ -73,7 +73,7 @@ class FakeStack:
         if mode == "raise-interrupt":
             raise KeyboardInterrupt
         if mode == "interrupt-main":
-            time.sleep(0.3)  # let the main thread reach its wait loop
+            time.sleep(1.0)  # let the main thread reach its wait loop (0.3 s raced once on a loaded CI run)
             _thread.interrupt_main()
         if mode in ("hang", "interrupt-main"):
             if not self.interrupted.wait(20):
