@@ -344,19 +344,20 @@ def to_document(
         if t is None:
             continue
         test = results.new_test(spec["name"], spec["kind"], spec["path"], "Gbit/s",
-                                reference_test=spec["reference_test"])
+                                reference_test=spec["reference_test"], tool=f"knb {report.version or '?'} (iperf3)",
+                                statistic="receiver throughput, one knb run (imported; no interval)")
         test["parameters"] = {"knb_section": f"{section}.{proto}", "streams": 1}
-        rep: dict[str, Any] = {"index": 0}
+        rep: dict[str, Any] = {"index": 0, "valid": True, "invalid_reason": None}
         cpu = _repetition_cpu(t)
         if cpu:
             rep["cpu"] = cpu
         rep["details"] = {"client": _usage_record(t.client), "server": _usage_record(t.server)}
         if t.bandwidth_mbit_s is None:
             rep["error"] = f"knb printed no bandwidth for {section}/{proto} (iperf3 gave no receiver line)"
+            rep.update(valid=False, value=None, invalid_reason=f"error: {rep['error']}")
             test.update(status="error", error=rep["error"])
         else:
             rep["value"] = t.bandwidth_mbit_s / 1000.0
-            test["samples"].append(rep["value"])
         test["repetitions"].append(rep)
         subj["tests"].append(test)
     if not subj["tests"]:

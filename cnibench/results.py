@@ -1,7 +1,11 @@
-"""The result document (schema v1, ``cnibench/schemas/result-v1.schema.json``) shared by the
-lab, the cloud suite and imported knb reports: statistics over repetitions, efficiency against
-the reference subject of the same run, building, validating, reading and writing. Tool-output
-parsers are in :mod:`cnibench.parsers`.
+"""The result document shared by the lab, the cloud suite and imported knb reports:
+statistics over repetitions, ratios to the reference subject of the same run with their
+confidence intervals, validity verdicts, building, validating, reading and writing.
+Tool-output parsers are in :mod:`cnibench.parsers`.
+
+Schema v2 (``cnibench/schemas/result-v2.schema.json``) is what the lab and the cloud suite
+write. Version 1 documents (hey latency at 0.1 ms resolution, no intervals, no validity)
+still load, against ``result-v1.schema.json``, and :func:`schema_label` says what they lack.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = "1.0"
+from cnibench import stats as _stats
+
+SCHEMA_VERSION = "2.0"
+SCHEMA_MAJORS = (1, 2)
 ORIGINS = ("lab", "cloud", "knb")
-KINDS = ("tcp", "udp", "latency", "mtu", "cpu", "rate")
+KINDS = ("tcp", "udp", "rr", "crr", "http", "latency", "mtu", "cpu", "rate")
 PATHS = ("node-to-node", "pod-to-pod", "pod-to-service", "node-to-service")
 
 
@@ -67,9 +74,19 @@ def new_test(
     *,
     higher_is_better: bool = True,
     reference_test: str | None = None,
+    tool: str = "",
+    statistic: str | None = None,
+    closed_loop: bool | None = None,
 ) -> dict[str, Any]:
-    """A test entry; samples are appended per repetition, then :func:`finalize` fills stats."""
-    return {
+    """A test entry; repetitions are appended per repetition, then :func:`finalize` fills the
+    samples (valid, uncontaminated repetitions), the stats, the validity and the ratio."""
+    extra: dict[str, Any] = {"tool": tool, "validity": {"status": "not-measured", "reason": "not run yet"},
+                             "ratio": None}
+    if statistic:
+        extra["statistic"] = statistic
+    if closed_loop is not None:
+        extra["closed_loop"] = closed_loop
+    return {**extra,
         "name": name,
         "kind": kind,
         "path": path,
@@ -121,8 +138,128 @@ def new_document(origin: str, *, run_id: str, environment: dict, parameters: dic
     }
 
 
+def schema_major(doc: dict[str, Any]) -> int:
+    try:
+        return int(str(doc.get("schema_version", "1")).split(".")[0])
+    except ValueError:
+        return 0
+
+
+def schema_label(doc: dict[str, Any]) -> str:
+    """How a report labels the document's schema: v1 documents lack what makes v2 figures
+    defensible, and their readers must be told."""
+    if schema_major(doc) >= 2:
+        return f"schema v{doc['schema_version']}"
+    return (f"schema v{doc.get('schema_version', '1')} (legacy: latency from hey at 0.1 ms resolution and closed-loop, "
+            "no confidence intervals, no validity verdicts)")
+
+
+def _rep_valid(rep: dict[str, Any]) -> bool:
+    if "valid" in rep:
+        return bool(rep["valid"]) and not rep.get("contaminated")
+    return rep.get("value") is not None and "error" not in rep
+
+
+def _normalize_repetition(rep: dict[str, Any]) -> None:
+    """A repetition built without a verdict (an error, or a plain value) gets the explicit one."""
+    if "valid" in rep:
+        return
+    if rep.get("error") or rep.get("value") is None:
+        rep.update(valid=False, value=None, invalid_reason=f"error: {rep.get('error') or 'no value'}")
+    else:
+        rep.update(valid=True, invalid_reason=None)
+
+
+def _finalize_v2(test: dict[str, Any]) -> None:
+    reps = test.get("repetitions", [])
+    for rep in reps:
+        _normalize_repetition(rep)
+    good = [r for r in reps if _rep_valid(r)]
+    test["samples"] = [float(r["value"]) for r in good]
+    test["stats"] = summarize(test["samples"])
+    lo_hi = _stats.median_interval(test["samples"])
+    test["median_interval"] = list(lo_hi) if lo_hi[0] is not None else None
+    contaminated = sum(1 for r in reps if r.get("contaminated"))
+    reasons = sorted({str(r["invalid_reason"]) for r in reps if not r.get("valid") and r.get("invalid_reason")})
+    validity: dict[str, Any] = {"status": "valid", "reason": None, "valid_repetitions": len(good),
+                                "repetitions": len(reps), "contaminated_repetitions": contaminated,
+                                "invalid_reasons": reasons}
+    if not reps:
+        validity.update(status="not-measured", reason=test.get("error") or "not run")
+        if test["status"] == "ok":
+            test["status"] = "error"
+            test.setdefault("error", "not run")
+    elif not good:
+        errors = [r for r in reps if r.get("error")]
+        validity["status"] = "invalid"
+        if len(errors) == len(reps):
+            validity["reason"] = f"every repetition failed: {errors[0]['error']}"
+            test["status"] = "error"
+            test.setdefault("error", str(errors[0]["error"]))
+        elif reasons:
+            validity["reason"] = "no valid repetition: " + "; ".join(reasons[:3])
+            test["status"] = "invalid"
+        else:
+            validity["reason"] = (f"every repetition ran while the machine was busy with other work "
+                                  f"({contaminated} contaminated)")
+            test["status"] = "invalid"
+    elif len(good) < len(reps):
+        validity["reason"] = (f"{len(reps) - len(good)} of {len(reps)} repetitions not used"
+                              + (f" ({contaminated} contaminated)" if contaminated else "")
+                              + (": " + "; ".join(reasons[:3]) if reasons else ""))
+    test["validity"] = validity
+    pcts = [r.get("percentiles_us") or {} for r in good if r.get("percentiles_us")]
+    if pcts:
+        keys = [k for k in pcts[0] if all(k in p for p in pcts)]
+        test["percentiles_us"] = {k: statistics.median(p[k] for p in pcts) for k in keys}
+    mtus = [r["observed_mtu"] for r in good if r.get("observed_mtu")]
+    if mtus and test.get("observed_mtu") is None:
+        test["observed_mtu"] = int(statistics.median_low(mtus))
+    cpu_reps = [r["cpu"] for r in good if r.get("cpu")]
+    if cpu_reps:
+        keys = [k for k, v in cpu_reps[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        test["cpu"] = {k: summarize(c.get(k) for c in cpu_reps)["median"] for k in keys}
+        test["cpu"]["source"] = str(cpu_reps[0].get("source", ""))
+
+
+def _paired(test: dict[str, Any]) -> dict[int, float]:
+    return {int(r["index"]): float(r["value"]) for r in test.get("repetitions", []) if _rep_valid(r)}
+
+
 def finalize(doc: dict[str, Any]) -> dict[str, Any]:
-    """Compute per-test statistics, CPU summaries and efficiency against the reference.
+    """Compute per-test statistics, validity, CPU summaries and the ratio to the reference.
+
+    Schema v2: samples are the valid, uncontaminated repetitions; the ratio to the reference
+    test is the paired t-interval on log ratios of the repetitions with the same index
+    (:func:`cnibench.stats.paired_ratio_interval`) and ``efficiency`` is its estimate."""
+    if schema_major(doc) >= 2:
+        for subject in doc["subjects"]:
+            for test in subject["tests"]:
+                if test["status"] != "skipped":
+                    _finalize_v2(test)
+        ref = next((s for s in doc["subjects"] if s["name"] == doc.get("reference")), None)
+        ref_tests = {t["name"]: t for t in ref["tests"]} if ref else {}
+        for subject in doc["subjects"]:
+            if ref is not None and subject is ref:
+                for test in subject["tests"]:  # the reference against itself: 1 by definition, no interval
+                    test["ratio"], test["efficiency"] = None, (1.0 if test["status"] == "ok" else None)
+                continue
+            for test in subject["tests"]:
+                r = ref_tests.get(test.get("reference_test") or test["name"])
+                if r is None or test["status"] != "ok" or r["status"] != "ok":
+                    test["ratio"], test["efficiency"] = None, None
+                    continue
+                mine, theirs = _paired(test), _paired(r)
+                idx = sorted(set(mine) & set(theirs))
+                iv = _stats.paired_ratio_interval([mine[i] for i in idx], [theirs[i] for i in idx])
+                test["ratio"] = iv.as_dict() if iv.n else None
+                test["efficiency"] = iv.estimate if iv.n else None
+        return doc
+    return _finalize_v1(doc)
+
+
+def _finalize_v1(doc: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 documents (knb imports): per-test statistics and median / median efficiency.
 
     Efficiency is the median of a test divided by the median of the reference subject's
     test named by ``reference_test`` in the same document. A test with no successful
@@ -157,16 +294,23 @@ def finalize(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def schema() -> dict[str, Any]:
-    text = resources.files("cnibench").joinpath("schemas/result-v1.schema.json").read_text()
+def schema(major: int = 2) -> dict[str, Any]:
+    if major not in SCHEMA_MAJORS:
+        raise ValueError(f"unknown result schema version {major}; known: {', '.join(map(str, SCHEMA_MAJORS))}")
+    text = resources.files("cnibench").joinpath(f"schemas/result-v{major}.schema.json").read_text()
     return json.loads(text)
 
 
 def validate(doc: dict[str, Any]) -> None:
-    """Raise ``jsonschema.ValidationError`` if ``doc`` does not follow schema v1."""
+    """Raise ``jsonschema.ValidationError`` if ``doc`` does not follow the schema of its own
+    ``schema_version`` (v1 or v2)."""
     import jsonschema
 
-    jsonschema.validate(doc, schema(), cls=jsonschema.Draft202012Validator)
+    major = schema_major(doc)
+    if major not in SCHEMA_MAJORS:
+        raise jsonschema.ValidationError(
+            f"schema_version {doc.get('schema_version')!r}: cnibench reads versions {SCHEMA_MAJORS}")
+    jsonschema.validate(doc, schema(major), cls=jsonschema.Draft202012Validator)
 
 
 def write_json(doc: dict[str, Any], path: str | Path) -> Path:

@@ -13,7 +13,7 @@ fi
 packages=(
   python3 python3-venv python3-pip
   iproute2 iptables nftables procps kmod iputils-ping sudo
-  iperf3 nginx-light hey sockperf containernetworking-plugins
+  iperf3 nginx-light sockperf wrk containernetworking-plugins
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from cnibench import parsers, results
 from cnibench.cli import app
 from cnibench.report import charts, comparison, sources
+from cnibench.suite import records
 
 DATA = Path(__file__).parent / "data"
 KNB = DATA / "knb"
@@ -31,12 +32,13 @@ def knb_doc(name: str, subject: str) -> dict:
 
 def recorded_doc(origin: str = "cloud", run_id: str = "rec-1") -> dict:
     """A document built from recorded tool outputs: host = iperf3-tcp.json, the variant =
-    iperf3-tcp-2streams.json / iperf3-udp*.json, latency = hey-350-rate1000.csv."""
+    iperf3-tcp-2streams.json / iperf3-udp*.json, latency = sockperf-ul-tcp-mps20000.txt (under-load,
+    through the validity gate of cnibench.suite.records)."""
     env = {"kernel": "6.8.0-1015-aws", "hostname": "ip-10-20-1-10", "cpus": 32, "underlay_mtu": 9001,
            "instance_type": "c6i.8xlarge", "region": "us-east-1"}
     doc = results.new_document(origin, run_id=run_id, environment=env,
                                parameters={"duration_s": 10, "repeat": 1})
-    hey = parsers.parse_hey_csv((DATA / "hey-350-rate1000.csv").read_text(), duration_s=2.0)
+    ul = parsers.parse_sockperf((DATA / "sockperf-ul-tcp-mps20000.txt").read_text(), mode="under-load")
     plan = (("host", "reference", "iperf3-tcp.json", "iperf3-udp.json"),
             ("cilium-native", "variant", "iperf3-tcp-2streams.json", "iperf3-udp-500M.json"))
     for name, kind, tcp_file, udp_file in plan:
@@ -44,20 +46,20 @@ def recorded_doc(origin: str = "cloud", run_id: str = "rec-1") -> dict:
         for tname, tkind, f in (("tcp", "tcp", tcp_file), ("udp", "udp", udp_file)):
             r = parsers.parse_iperf3((DATA / f).read_text())
             test = results.new_test(tname, tkind, "node-to-node" if kind == "reference" else "pod-to-pod", "Gbit/s")
-            test["samples"].append(r.gbit_per_second)
             busy = r.cpu_host_percent / env["cpus"]
-            test["repetitions"].append({"index": 0, "value": r.gbit_per_second, "cpu": {
+            test["repetitions"].append({"index": 0, "value": r.gbit_per_second, "valid": True, "cpu": {
                 "busy_percent": busy,
                 "cpu_seconds_per_gbit": busy / 100 * env["cpus"] / r.gbit_per_second, "source": "iperf3"}})
             subject["tests"].append(test)
         for load in (0.3, 0.7):
-            test = results.new_test(f"latency-350B-{load * 100:g}pct", "latency", "pod-to-pod", "ms",
-                                    higher_is_better=False)
-            test["parameters"] = {"size_bytes": 350, "load_fraction": load, "statistic": "p99"}
+            test = results.new_test(f"latency-tcp-{load * 100:g}pct", "latency", "pod-to-pod", "µs",
+                                    higher_is_better=False, tool="sockperf")
+            test["parameters"] = {"message_bytes": 14, "load_fraction": load, "statistic": "p99"}
+            rec = records.under_load_record(0, ul, target_rate=20_000)
             scale = 1.0 if kind == "reference" else 1.0 + load
-            test["samples"].append(hey.p99_ms * scale)
-            test["repetitions"].append({"index": 0, "value": hey.p99_ms * scale,
-                                        "percentiles": {k: v * scale for k, v in hey.percentiles().items()}})
+            rec["value"] *= scale
+            rec["percentiles_us"] = {k: v * scale for k, v in rec["percentiles_us"].items()}
+            test["repetitions"].append(rec)
             subject["tests"].append(test)
         doc["subjects"].append(subject)
     results.finalize(doc)
@@ -115,7 +117,8 @@ def test_latency_points_are_medians_of_the_repetitions_percentiles():
     ]
     test["samples"] = [1.0, 3.0, 2.0]
     test["stats"] = results.summarize(test["samples"])
-    assert charts.latency_points(test) == {"p50": pytest.approx(0.3), "p99": 2.0}
+    # a v1 test in ms is converted: the chart axis is µs
+    assert charts.latency_points(test) == {"p50": pytest.approx(300.0), "p99": 2000.0}
     assert charts._load_and_size(test) == (350, 50.0)
 
 
@@ -158,7 +161,7 @@ def test_report_from_a_real_lab_run_and_imported_knb(tmp_path):
     from cnibench.lab.runner import LabOptions, run_lab
 
     opts = LabOptions(datapaths=("host", "vxlan"), out=tmp_path / "lab", udp=False, service=False,
-                      latency_loads=(0.3, 0.6), chart=False).quick()
+                      latency_loads=(0.01, 0.02), chart=False).quick()  # rates the gate passes
     lab = run_lab(opts)
     assert lab.json_path and lab.json_path.is_file()
     write(knb_doc("lab-run1.json", "lab veth (knb)"), tmp_path / "knb" / "lab-veth.json")

@@ -62,7 +62,10 @@ def test_defaults_parse():
     assert cfg.az == "us-east-1a"
     assert cfg.node_count == 3
     assert cfg.pod_mtu == 9001
-    assert cfg.benchmark_load_levels == (30, 50, 70)
+    # the suite definition's cloud defaults (cnibench.suite.definition.CLOUD_DEFAULTS)
+    assert (cfg.benchmark_duration, cfg.benchmark_repeat, cfg.benchmark_streams) == (10, 5, 1)
+    assert cfg.benchmark_load_levels == (30, 50)
+    assert cfg.benchmark_response_sizes == (350, 4096)
     assert cfg.ssh_ingress_cidr == SSH_AUTO
 
 
@@ -134,12 +137,22 @@ def test_load_levels_and_sizes():
     assert "at least one" in one_problem(benchmarkLoadLevels=[])
     assert "positive byte count" in one_problem(benchmarkResponseSizes=[0])
     assert "JSON list" in one_problem(benchmarkLoadLevels="30,50")
+    assert "repeats a level" in one_problem(benchmarkLoadLevels=[30, 30])
+    assert "repeats a size" in one_problem(benchmarkResponseSizes=[350, 350])
+    assert "1..16777216" in one_problem(benchmarkResponseSizes=[10**9])
+
+
+@pytest.mark.parametrize("key, value, high", [("benchmarkDuration", 3601, 3600), ("benchmarkRepeat", 101, 100),
+                                              ("benchmarkStreams", 129, 128)])
+def test_benchmark_upper_bounds_name_key_value_and_range(key, value, high):
+    msg = one_problem(**{key: value, "benchmarkTimeout": 10_000})
+    assert msg.startswith(f"cnibench:{key}: {value} is too large; valid: 1..{high}"), msg
 
 
 def test_wrong_type_names_the_expected_type_and_default():
     msg = one_problem(benchmarkRepeat="three")
     assert msg.startswith("cnibench:benchmarkRepeat: 'three' is invalid") and "whole number" in msg
-    assert "default 3" in msg
+    assert "default 5" in msg
 
 
 def test_unknown_key_lists_the_valid_keys():

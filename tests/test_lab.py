@@ -1,4 +1,4 @@
-"""The local lab, for real: network namespaces, CNI plugins, iperf3, nginx, hey (needs root).
+"""The local lab, for real: network namespaces, CNI plugins, iperf3, sockperf, nginx + wrk (needs root).
 
 Runs `python -m cnibench.cli lab` (the `cnibench lab` command) as a subprocess with short
 durations. Datapaths the kernel cannot build are reported as skipped, not passed.
@@ -128,6 +128,8 @@ def test_quick_run_succeeds_and_writes_valid_json_and_png(quick_run):
     assert png.read_bytes()[:4] == b"\x89PNG"
     # live progress and the final table went to the terminal
     assert "rep 1 host" in proc.stderr and "ratio to host" in proc.stderr
+    assert doc["schema_version"].startswith("2.") and doc["parameters"]["repetitions"]["done"] == 1
+    assert doc["extra"]["contamination"]["repetitions"] == sum(1 for s in doc["subjects"] if s["status"] == "ok")
 
 
 @pytest.mark.parametrize("name", list(DATAPATHS))
@@ -141,18 +143,82 @@ def test_each_supported_datapath_yields_throughput(quick_run, name):
         pytest.skip(s["skipped_reason"])
     assert s["status"] == "ok", s.get("error")
     tests = {t["name"]: t for t in s["tests"]}
+    # the same tests as the cloud suite, by name
+    from cnibench.suite import definition
+
+    expected = [t.name for t in definition.suite_tests(definition.LAB_DEFAULTS, udp_size=1422,
+                                                       service=name != "host")]
+    assert list(tests) == expected
     for tname in ("tcp", "udp"):
         assert tests[tname]["stats"]["median"] > 0, tname
         assert tests[tname]["efficiency"] > 0
-        assert tests[tname]["cpu"]["busy_percent"] > 0
-        assert tests[tname]["cpu"]["cpu_seconds_per_gbit"] > 0
+        assert tests[tname]["tool"].startswith("iperf 3")
+    udp = tests["udp"]["repetitions"][0]["details"]
+    # one datagram size for every datapath: the smallest configured MTU of the run (vxlan 1450) - 28
+    assert udp["block_size"] == 1422 and udp["offered_mbit"] == 500 and udp["lost_percent"] is not None
     assert tests["tcp"]["path"] == ("node-to-node" if name == "host" else "pod-to-pod")
     if DATAPATHS[name].pods == "bridge":
         assert tests["tcp-service"]["path"] == "pod-to-service"
         assert tests["tcp-service"]["stats"]["median"] > 0
-    lat = [t for t in s["tests"] if t["kind"] == "latency"]
-    assert lat and all(t["stats"]["median"] > 0 for t in lat)
-    assert all(0 < r["percentiles"]["p50"] <= r["percentiles"]["p99.9"] for t in lat for r in t["repetitions"])
+    for tname in ("tcp-rr-14B", "tcp-rr-1024B", "udp-rr-14B", "udp-rr-1024B"):
+        t = tests[tname]
+        assert t["unit"] == "µs" and t["status"] == "ok", t.get("validity")
+        p = t["percentiles_us"]
+        assert 0 < p["p50"] <= p["p90"] <= p["p99"]
+        assert t["stats"]["median"] == p["p50"]
+    for tname in ("tcp-crr", "http-350B", "http-4096B"):
+        assert tests[tname]["stats"]["median"] > 0 and tests[tname]["closed_loop"] is True
+    for t in s["tests"]:
+        if t["kind"] in ("latency", "cpu"):
+            # either a figure behind a passed gate, or invalid with its reason and no figure
+            for r in t["repetitions"]:
+                assert (r["valid"] and r["value"] > 0) or (r["value"] is None and r["invalid_reason"]), r
+
+
+def test_the_gate_both_ways_in_a_real_run(tmp_path):
+    """A rate the generator reaches (1 % of the host's maximum) passes the gate; the host's
+    maximum itself, with replies to collect, does not, and is recorded as invalid."""
+    run_id = new_id()
+    proc = lab(run_id, tmp_path, "-d", "host", "--quick", "--loads", "0.01,1", "--no-udp", "--no-service",
+               "--no-cpu", "--no-chart")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((tmp_path / f"lab-{run_id}.json").read_text())
+    tests = {t["name"]: t for t in subject(doc, "host")["tests"]}
+    low, high = tests["latency-tcp-1pct"], tests["latency-tcp-100pct"]
+    assert low["status"] == "ok" and low["stats"]["median"] > 0, low["validity"]
+    rec = low["repetitions"][0]
+    assert rec["details"]["achieved_rate"] >= 0.99 * rec["details"]["target_rate"]
+    assert high["status"] == "invalid" and high["stats"]["median"] is None and high["samples"] == []
+    assert "load generator behind" in high["validity"]["reason"]
+    assert high["repetitions"][0]["value"] is None
+    assert "invalid" in proc.stderr
+
+
+def test_a_busy_machine_contaminates_the_run_and_withholds_the_ranking(tmp_path):
+    """Two `yes > /dev/null` keep both cores busy: every repetition is flagged, the summary says so,
+    and no figure of those repetitions is used."""
+    run_id = new_id()
+    hogs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(os.cpu_count() or 2)]
+    try:
+        time.sleep(0.5)
+        proc = lab(run_id, tmp_path, "-d", "host", "-d", "host-gw", "--quick", "--no-latency", "--no-udp",
+                   "--no-chart")
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    doc = json.loads((tmp_path / f"lab-{run_id}.json").read_text())
+    cont = doc["extra"]["contamination"]
+    assert cont["contaminated"] == cont["repetitions"] == 2
+    assert doc["extra"]["ranking"]["allowed"] is False
+    assert "no ranking" in proc.stderr and "contaminated" in proc.stderr
+    for s in doc["subjects"]:
+        for t in s["tests"]:
+            assert t["samples"] == [] and t["status"] == "invalid", t
+            assert all(r["contaminated"] for r in t["repetitions"])
+            assert t["validity"]["contaminated_repetitions"] == len(t["repetitions"])
+    cpu = next(t for t in subject(doc, "host-gw")["tests"] if t["name"] == "cpu-tcp")
+    assert all(r["value"] is None for r in cpu["repetitions"])
 
 
 def test_host_is_the_reference(quick_run):
@@ -292,13 +358,12 @@ def test_missing_tool_names_the_debian_package(tmp_path):
 
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    for tool in ("ip", "iperf3", "nginx", "nft"):  # no hey
+    for tool in ("ip", "iperf3", "nginx", "nft", "wrk"):  # no sockperf
         os.symlink(shutil.which(tool), bindir / tool)
     proc = subprocess.run([sys.executable, "-m", "cnibench.cli", "lab", "--out", str(tmp_path)], capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PATH": str(bindir), "COLUMNS": "200"})
     assert proc.returncode == 2
-    assert "'hey' not found" in proc.stderr and "apt-get install hey" in proc.stderr
-    assert not any(n.startswith("cnb-") and "hey" in n for n in os.listdir("/run/netns"))
+    assert "'sockperf' not found" in proc.stderr and "apt-get install sockperf" in proc.stderr
 
 
 def test_cleanup_finds_leftovers_of_dead_runs():
@@ -366,7 +431,16 @@ def test_options_validation():
     with pytest.raises(ValueError, match="repeat"):
         LabOptions(repeat=0).validate()
     q = LabOptions().quick()
-    assert q.repeat == 1 and q.duration < LabOptions().duration
+    assert q.repeat == 1 and q.guard_retries == 0 and q.guard_seconds < LabOptions().guard_seconds
+    # every value checked before anything is built, naming the option
+    for bad, match in ((dict(duration=float("nan")), "--duration nan"), (dict(duration=float("inf")), "--duration"),
+                       (dict(rr_duration=0), "--rr-duration"), (dict(latency_loads=(1.5,)), "--loads"),
+                       (dict(latency_loads=()), "--loads"), (dict(streams=129), "iperf3 allows 1 to 128"),
+                       (dict(repeat_min=5, repeat_max=3), "--repeat-min 5 / --repeat-max 3"),
+                       (dict(busy_threshold=0), "--busy-threshold"), (dict(pin_cpu=999), "--pin-cpu 999")):
+        with pytest.raises(ValueError, match=match.replace("(", r"\(")):
+            LabOptions(**bad).validate()
+    assert LabOptions().bounds == (3, 4) and LabOptions(repeat=2).bounds == (2, 2)
 
 
 @offline
@@ -376,11 +450,11 @@ def test_preflight_names_packages(monkeypatch):
     from cnibench.lab import preflight
 
     real = shutil.which
-    monkeypatch.setattr(preflight.shutil, "which", lambda t: None if t in ("hey", "nginx") else real(t))
+    monkeypatch.setattr(preflight.shutil, "which", lambda t: None if t in ("wrk", "nginx") else real(t))
     monkeypatch.setattr(preflight.os, "geteuid", lambda: 0)
     with pytest.raises(preflight.PreflightError) as err:
         preflight.check()
-    assert "nginx-light" in str(err.value) and "apt-get install hey" in str(err.value)
+    assert "nginx-light" in str(err.value) and "apt-get install wrk" in str(err.value)
     monkeypatch.setattr(preflight.os, "geteuid", lambda: 1000)
     with pytest.raises(preflight.PreflightError, match="needs root"):
         preflight.check()

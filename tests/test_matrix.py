@@ -39,7 +39,8 @@ def benchmark_doc(variant: str) -> dict:
     for name, kind, value in (("host", "reference", 9.5), (variant, "variant", 8.0)):
         subject = results.new_subject(name, kind, variant=variant if kind == "variant" else None)
         test = results.new_test("tcp", "tcp", "pod-to-pod" if kind == "variant" else "node-to-node", "Gbit/s")
-        test["samples"] = [value, value * 1.02]
+        test["repetitions"] = [{"index": i, "value": v, "valid": True, "invalid_reason": None}
+                               for i, v in enumerate((value, value * 1.02))]
         subject["tests"].append(test)
         doc["subjects"].append(subject)
     return results.finalize(doc)

@@ -161,7 +161,7 @@ def _doc() -> dict:
         subject["tests"] += [tcp, m]
         doc["subjects"].append(subject)
     svc = results.new_test("tcp-service", "tcp", "pod-to-service", "Gbit/s", reference_test="tcp")
-    svc["samples"] = [4.4]
+    svc["repetitions"] = [{"index": 0, "value": 4.4}]
     dp["tests"].append(svc)
     failed = results.new_test("udp", "udp", "pod-to-pod", "Gbit/s")
     failed["repetitions"] = [{"index": 0, "error": "iperf3: unable to connect"}]
@@ -186,7 +186,10 @@ def test_finalize_statistics_efficiency_and_errors():
     assert tcp["efficiency"] == pytest.approx(5.5 / 11.0)
     assert tcp["cpu"]["cpu_seconds_per_gbit"] == 0.2
     svc = next(t for t in vx["tests"] if t["name"] == "tcp-service")
-    assert svc["efficiency"] == pytest.approx(4.4 / 11.0)  # against the host's tcp
+    # against the host's tcp of the same repetition (index 0: 10.0), one pair: no interval
+    assert svc["efficiency"] == pytest.approx(4.4 / 10.0)
+    assert svc["ratio"]["n"] == 1 and svc["ratio"]["low"] is None
+    assert tcp["ratio"]["n"] == 3 and tcp["ratio"]["low"] == pytest.approx(0.5)  # 0.5 in every pair
     mtu = next(t for t in vx["tests"] if t["name"] == "mtu")
     assert mtu["observed_mtu"] == 1450
     udp = next(t for t in vx["tests"] if t["name"] == "udp")
@@ -196,10 +199,10 @@ def test_finalize_statistics_efficiency_and_errors():
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d.update(origin="laptop"), "laptop"),
-    (lambda d: d.update(schema_version="2.0"), "2.0"),
+    (lambda d: d.update(schema_version="3.0"), "3.0"),
     (lambda d: d["subjects"][1]["tests"][0].update(status="error"), "error"),
     (lambda d: d["subjects"][2].pop("skipped_reason"), "skipped_reason"),
-    (lambda d: d["subjects"][0]["tests"][0].update(kind="http"), "http"),
+    (lambda d: d["subjects"][0]["tests"][0].update(kind="bogus"), "bogus"),
     (lambda d: d["environment"].pop("kernel"), "kernel"),
 ])
 def test_schema_rejects_invalid_documents(mutate, message):

@@ -4,6 +4,9 @@
 into ``cnibench/program`` (issue 11) and matched after it. A change here replaces or orphans
 resources in every existing stack: it needs a migration note (Pulumi ``aliases``) and a new
 recording, never a silent update of the file.
+
+Re-recorded in issue 12: two additions per stack (``bench-host-nodes-tcp-11111`` and
+``-udp-11111``, the hostNetwork sockperf servers' security-group rules); nothing renamed or removed.
 """
 
 from __future__ import annotations

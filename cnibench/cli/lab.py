@@ -19,26 +19,47 @@ def _parse_floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
+        raise typer.BadParameter(f"expected comma-separated fractions such as 0.3,0.5, got {text!r}",
+                                 param_hint="--loads") from None
 
 
 def lab(
     datapath: Optional[list[str]] = typer.Option(
         None, "--datapath", "-d", help=f"Datapath to measure (repeatable; default: all). One of: {', '.join(DATAPATHS)}. "
         "'host' (the reference) is always measured."),
-    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds per iperf3 test (default 3, --quick 1)."),
-    repeat: Optional[int] = typer.Option(None, "--repeat", "-r", help="Repetitions (default 3, --quick 1)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Measured seconds per iperf3 test (default 1, after --omit)."),
+    omit: int = typer.Option(1, "--omit", help="iperf3 -O: seconds of slow start not counted (default 1)."),
+    rr_duration: Optional[float] = typer.Option(None, "--rr-duration",
+                                                help="Seconds per sockperf/wrk test (default 1)."),
+    repeat: Optional[int] = typer.Option(None, "--repeat", "-r",
+                                         help="A fixed number of repetitions (default: adaptive, see --repeat-min)."),
+    repeat_min: int = typer.Option(3, "--repeat-min", help="Adaptive repetitions: at least this many."),
+    repeat_max: int = typer.Option(4, "--repeat-max", help="Adaptive repetitions: at most this many."),
+    target: float = typer.Option(0.05, "--target-half-width",
+                                 help="Adaptive repetitions stop once every primary ratio's 95 %% interval is "
+                                      "within +- this fraction."),
     out: Path = typer.Option(Path("results/lab"), "--out", "-o", help="Directory for the JSON result and PNG chart."),
     split_subnets: bool = typer.Option(False, "--split-subnets",
                                        help="Put the two nodes in two subnets behind a router (no L2 adjacency)."),
-    streams: int = typer.Option(1, "--streams", "-P", min=1, help="Parallel iperf3 streams."),
+    streams: int = typer.Option(1, "--streams", "-P", help="Parallel iperf3 streams (1-128)."),
     no_udp: bool = typer.Option(False, "--no-udp", help="Skip the UDP throughput test."),
     no_service: bool = typer.Option(False, "--no-service", help="Skip the pod-to-service (DNAT) test."),
-    no_latency: bool = typer.Option(False, "--no-latency", help="Skip nginx/hey latency under constant load."),
-    loads: str = typer.Option("0.5", "--loads", help="Latency load levels as fractions of the host's max rate, e.g. 0.25,0.5,0.75."),
-    latency_duration: Optional[float] = typer.Option(None, "--latency-duration", help="Seconds per latency test (default 2)."),
+    no_latency: bool = typer.Option(False, "--no-latency",
+                                    help="Skip the sockperf and wrk tests (request/response, connection rate, "
+                                         "latency under load, HTTP)."),
+    no_cpu: bool = typer.Option(False, "--no-cpu", help="Skip the CPU-cost test at a fixed offered rate."),
+    loads: str = typer.Option("0.3", "--loads",
+                              help="Constant-rate latency loads as fractions of the host's maximum message rate, "
+                                   "e.g. 0.3,0.5."),
+    udp_rate: int = typer.Option(500, "--udp-rate", help="Offered UDP rate in Mbit/s (fixed for every datapath)."),
+    busy_threshold: float = typer.Option(0.25, "--busy-threshold",
+                                         help="Background-load guard: a repetition is contaminated when other work "
+                                              "keeps more than this share of all cores busy just before it."),
     service_proxy: str = typer.Option("nft", "--service-proxy", help="nft or iptables DNAT for the service test."),
-    quick: bool = typer.Option(False, "--quick", help="Short run (1 s tests, 1 repetition, 350 B latency only)."),
+    pin_cpu: int = typer.Option(0, "--pin-cpu",
+                                help="Run both ends of the request/response tests on this CPU (-1: unpinned; "
+                                     "a cross-core wake-up on a VM can cost ~100 µs)."),
+    quick: bool = typer.Option(False, "--quick", help="Short smoke run (1 s tests, 1 repetition: no intervals)."),
     no_chart: bool = typer.Option(False, "--no-chart", help="Do not write the PNG chart."),
     cleanup: bool = typer.Option(False, "--cleanup", help="Only remove leftovers of lab runs whose process is gone, then exit."),
     run_id: Optional[str] = typer.Option(None, "--run-id", hidden=True, help="Fixed run id (4-12 [a-z0-9], tests)."),
@@ -46,9 +67,12 @@ def lab(
     """Measure pod networking datapaths locally, in network namespaces (needs root).
 
     Builds two "nodes" and two "pods" per datapath (veth, bridge, vxlan... and the
-    reference CNI plugins), measures TCP/UDP throughput (iperf3), pod-to-service through
-    DNAT, the observed path MTU, CPU cost and latency under constant load (nginx + hey),
-    compares everything with the host network of the same run, and removes it all.
+    reference CNI plugins) and measures, against the host network of the same run:
+    request/response latency in µs (sockperf), connection rate and HTTP (nginx + wrk),
+    latency at a constant offered rate behind a validity gate (sockperf under-load),
+    TCP/UDP throughput (iperf3), pod-to-service through DNAT, CPU per Gbit at a fixed
+    rate and the path MTU. Ratios carry 95 % confidence intervals from paired repetitions;
+    repetitions run while the machine was busy are flagged. Everything is removed at the end.
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if the shell ignored it (background job)
     require_lab("cnibench lab")
@@ -71,16 +95,19 @@ def lab(
 
     opts = LabOptions(datapaths=tuple(datapath) if datapath else DEFAULT_DATAPATHS, out=out,
                       split_subnets=split_subnets, streams=streams, udp=not no_udp, service=not no_service,
-                      latency=not no_latency, latency_loads=_parse_floats(loads), service_proxy=service_proxy,
+                      latency=not no_latency, cpu=not no_cpu, latency_loads=_parse_floats(loads),
+                      udp_rate_mbit=udp_rate, busy_threshold=busy_threshold, omit=omit, repeat_min=repeat_min,
+                      repeat_max=repeat_max, target_half_width=target, service_proxy=service_proxy,
+                      pin_cpu=None if pin_cpu < 0 else pin_cpu,
                       run_id=run_id, chart=not no_chart)
     if quick:
         opts = opts.quick()
     if duration is not None:
         opts.duration = duration
+    if rr_duration is not None:
+        opts.rr_duration = rr_duration
     if repeat is not None:
         opts.repeat = repeat
-    if latency_duration is not None:
-        opts.latency_duration = latency_duration
     try:
         result = run_lab(opts, console)
     except (PreflightError, ValueError) as exc:

@@ -1,4 +1,5 @@
-"""Measurements inside the lab namespaces: iperf3, nginx + hey, path MTU, CPU.
+"""Measurements inside the lab namespaces: iperf3, sockperf, nginx + wrk, path MTU, CPU and
+the background-load guard.
 
 Every spawned process carries the run marker in its command line (a file under
 ``/run/cnibench/<run>/`` or a ``cnibench-run=<run>`` header) so that leftovers of a dead
@@ -10,12 +11,14 @@ from __future__ import annotations
 import errno
 import os
 import random
+import resource
 import select
 import socket
 import struct
 import subprocess
 import time
 from dataclasses import dataclass
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import cast
 
@@ -24,7 +27,8 @@ from cnibench.lab.nsutil import in_netns, ns_exec
 
 IPERF3_PORT = 5201
 HTTP_PORT = 8080
-LATENCY_SIZES = (350, 4096)
+SOCKPERF_PORT = 11111  # sockperf's own default port
+WRK_SCRIPT = files("cnibench.suite") / "runner" / "wrk-report.lua"  # shared with the cloud suite
 
 
 class MeasureError(RuntimeError):
@@ -70,18 +74,38 @@ class CpuSnapshot:
         return cls(busy, total)
 
 
-def cpu_cost(before: CpuSnapshot, after: CpuSnapshot, gbits: float | None) -> dict:
-    """Whole-machine CPU use between two snapshots: both lab nodes, the pods and the
-    kernel's softirq work all run on this machine, so that is the datapath's cost."""
-    hz = os.sysconf("SC_CLK_TCK")
-    busy_s = (after.busy - before.busy) / hz
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def busy_seconds(before: CpuSnapshot, after: CpuSnapshot) -> float:
+    """Busy CPU seconds of the whole machine between two snapshots (all cores; steal included:
+    time the hypervisor gave to someone else is time this run did not get)."""
+    return (after.busy - before.busy) / HZ
+
+
+def sample_load(seconds: float) -> dict:
+    """The background-load guard's sample: how busy the machine is while the lab itself is idle
+    (its servers wait, no test runs). ``busy_fraction`` is of all cores."""
+    before = CpuSnapshot.take()
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    after = CpuSnapshot.take()
+    wall = time.monotonic() - t0
     total = after.total - before.total
-    return {
-        "busy_percent": 100.0 * (after.busy - before.busy) / total if total else None,
-        "cpu_seconds": busy_s,
-        "cpu_seconds_per_gbit": busy_s / gbits if gbits else None,
-        "source": "/proc/stat (whole machine)",
-    }
+    with open("/proc/loadavg") as f:
+        load1 = float(f.read().split()[0])
+    return {"busy_fraction": (after.busy - before.busy) / total if total else 0.0, "seconds": wall,
+            "loadavg_1min": load1, "cpus": os.cpu_count() or 1}
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """user + system CPU seconds of a running process (``/proc/PID/stat`` fields 14 and 15)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / HZ
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 # --------------------------------------------------------------------------- iperf3
@@ -94,6 +118,7 @@ class Servers:
         self.dir = run_dir / tag
         self.dir.mkdir(parents=True, exist_ok=True)
         self.procs: list[subprocess.Popen] = []
+        self.iperf3_pid: int | None = None
 
     def _spawn(self, argv: list[str]) -> subprocess.Popen:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -102,14 +127,27 @@ class Servers:
         return p
 
     def start_iperf3(self, ns: str, ip: str, port: int = IPERF3_PORT) -> None:
+        # `ip netns exec` execs the command in the same process: p.pid is iperf3's own pid
         p = self._spawn(ns_exec(ns, ["iperf3", "-s", "-B", ip, "-p", str(port),
                                      "--pidfile", str(self.dir / f"iperf3-{port}.pid")]))
+        self.iperf3_pid = p.pid
         wait_listening(ns, ip, port, proc=p)
 
-    def start_nginx(self, ns: str, ip: str, port: int = HTTP_PORT) -> None:
+    def start_sockperf(self, ns: str, ip: str, port: int = SOCKPERF_PORT, cpu: int | None = None) -> None:
+        """A TCP and a UDP sockperf server on ``ip:port`` (pinned to ``cpu`` if given)."""
+        tcp = self._spawn(ns_exec(ns, [*pinned(cpu), "sockperf", "server", "--tcp", "-i", ip, "-p", str(port)]))
+        udp = self._spawn(ns_exec(ns, [*pinned(cpu), "sockperf", "server", "-i", ip, "-p", str(port)]))
+        wait_listening(ns, ip, port, proc=tcp)
+        time.sleep(0.1)
+        if udp.poll() is not None:
+            err = udp.stderr.read() if udp.stderr else ""
+            raise MeasureError(f"sockperf UDP server exited with {udp.returncode}: {(err or '').strip()[-300:]}")
+
+    def start_nginx(self, ns: str, ip: str, sizes: tuple[int, ...], port: int = HTTP_PORT,
+                    cpu: int | None = None) -> None:
         www = self.dir / "www"
         www.mkdir(exist_ok=True)
-        for size in LATENCY_SIZES:
+        for size in sizes:
             (www / str(size)).write_bytes(b"x" * size)
         os.chmod(self.dir, 0o755)
         conf = self.dir / "nginx.conf"
@@ -123,7 +161,8 @@ class Servers:
             f" server {{ listen {ip}:{port} reuseport; root {www}; default_type application/octet-stream; }}\n"
             "}\n"
         )
-        p = self._spawn(ns_exec(ns, ["nginx", "-c", str(conf), "-p", str(self.dir), "-g", "daemon off;"]))
+        p = self._spawn(ns_exec(ns, [*pinned(cpu), "nginx", "-c", str(conf), "-p", str(self.dir), "-g",
+                                     "daemon off;"]))
         wait_listening(ns, ip, port, proc=p)
 
     def stop(self) -> None:
@@ -141,18 +180,40 @@ class Servers:
         self.procs.clear()
 
 
-def iperf3(ns: str, server: str, *, duration: float, udp: bool = False, streams: int = 1,
-           port: int = IPERF3_PORT, logfile: Path) -> tuple[parsers.Iperf3Result, dict, str]:
-    """Run an iperf3 client in ``ns``; return the parsed result, the CPU cost and the raw JSON."""
-    argv = ["iperf3", "-J", "-c", server, "-p", str(port), "-t", f"{duration:g}", "-O", "0",
+@dataclass
+class Iperf3Run:
+    result: parsers.Iperf3Result
+    raw: str
+    machine_busy_s: float  # whole machine, during the run
+    wall_s: float
+    client_cpu_s: float | None  # the iperf3 client process (user + system)
+    server_cpu_s: float | None  # the iperf3 server process, over the same interval
+
+
+def iperf3(ns: str, server: str, *, duration: float, omit: int = 0, udp: bool = False, streams: int = 1,
+           bitrate: str | None = None, length: int | None = None, port: int = IPERF3_PORT, logfile: Path,
+           server_pid: int | None = None) -> Iperf3Run:
+    """Run an iperf3 client in ``ns``. ``bitrate`` (iperf3 ``-b``, e.g. ``500M``) fixes the offered
+    rate, ``length`` the UDP datagram / TCP write size, ``omit`` the seconds not counted."""
+    argv = ["iperf3", "-J", "-c", server, "-p", str(port), "-t", f"{duration:g}", "-O", str(omit),
             "-P", str(streams), "--logfile", str(logfile)]
     if udp:
-        argv += ["-u", "-b", "0"]
+        argv += ["-u"]
+    if udp or bitrate:
+        argv += ["-b", bitrate or "0"]
+    if length:
+        argv += ["-l", str(length)]
     if logfile.exists():
         logfile.unlink()
+    srv0 = process_cpu_seconds(server_pid) if server_pid else None
     before = CpuSnapshot.take()
-    proc = subprocess.run(ns_exec(ns, argv), capture_output=True, text=True, timeout=duration + 30)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    proc = subprocess.run(ns_exec(ns, argv), capture_output=True, text=True, timeout=duration + omit + 30)
+    wall = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     after = CpuSnapshot.take()
+    srv1 = process_cpu_seconds(server_pid) if server_pid else None
     raw = logfile.read_text() if logfile.exists() else proc.stdout
     if not raw.strip():
         raise MeasureError(f"iperf3 produced no output (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
@@ -160,25 +221,58 @@ def iperf3(ns: str, server: str, *, duration: float, udp: bool = False, streams:
         res = parsers.parse_iperf3(raw)
     except parsers.ParseError as exc:
         raise MeasureError(str(exc)) from exc
-    return res, cpu_cost(before, after, res.bits_per_second * res.duration_s / 1e9), raw
+    client = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    server_s = (srv1 - srv0) if (srv0 is not None and srv1 is not None) else None
+    return Iperf3Run(res, raw, busy_seconds(before, after), wall, client, server_s)
 
 
-# --------------------------------------------------------------------------- hey
+# --------------------------------------------------------------------------- sockperf, wrk
 
 
-def hey(ns: str, url: str, *, duration: float, workers: int, qps_per_worker: float | None, run_id: str,
-        ) -> tuple[parsers.LatencyResult, str]:
-    argv = ["hey", "-z", f"{int(duration * 1000)}ms", "-c", str(workers), "-o", "csv",
-            "-H", f"X-Cnibench: cnibench-run={run_id}", "-t", "10"]
-    if qps_per_worker:
-        argv += ["-q", f"{qps_per_worker:.3f}"]
-    proc = subprocess.run(ns_exec(ns, [*argv, url]), capture_output=True, text=True, timeout=duration + 30)
-    if proc.returncode != 0:
-        raise MeasureError(f"hey exited with {proc.returncode}: {proc.stderr.strip()[-300:]}")
+def pinned(cpu: int | None) -> list[str]:
+    """``taskset -c CPU`` (util-linux; it execs the command, so the pid stays the command's)."""
+    return [] if cpu is None else ["taskset", "-c", str(cpu)]
+
+
+def sockperf(ns: str, server: str, *, mode: str, protocol: str, size: int, duration: float,
+             mps: float | None = None, reply_every: int | None = None, cpu: int | None = None,
+             port: int = SOCKPERF_PORT) -> tuple[parsers.SockperfResult, str]:
+    """``sockperf ping-pong|under-load|throughput`` from ``ns`` (sockperf's ``-t`` is whole seconds).
+    Latencies are full round trips (``--full-rtt``; sockperf's default would print half of it)."""
+    argv = [*pinned(cpu), "sockperf", mode, "-i", server, "-p", str(port), "-t", str(max(1, round(duration))),
+            "-m", str(size)]
+    if mode != "throughput":
+        argv.append("--full-rtt")
+    if protocol == "tcp":
+        argv.append("--tcp")
+    if mode == "under-load":
+        argv += ["--mps", str(max(1, int(mps or 0)))]
+        if reply_every:
+            argv += ["--reply-every", str(reply_every)]
+    elif mode == "throughput":
+        argv += ["--mps", "max"]
+    proc = subprocess.run(ns_exec(ns, argv), capture_output=True, text=True, timeout=duration + 30)
+    text = proc.stdout + proc.stderr
     try:
-        return parsers.parse_hey_csv(proc.stdout, duration), proc.stdout
+        return parsers.parse_sockperf(text, mode=mode), text
     except parsers.ParseError as exc:
-        raise MeasureError(str(exc)) from exc
+        raise MeasureError(f"{exc} (exit {proc.returncode})") from exc
+
+
+def wrk(ns: str, url: str, *, duration: float, connections: int, close: bool, run_id: str,
+        cpu: int | None = None) -> tuple[parsers.WrkResult, str]:
+    """wrk from ``ns`` with the suite's report script (one thread; ``close``: a new TCP
+    connection per request)."""
+    with as_file(WRK_SCRIPT) as script:
+        argv = [*pinned(cpu), "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "5s",
+                "-s", str(script), "-H", f"X-Cnibench: cnibench-run={run_id}"]
+        if close:
+            argv += ["-H", "Connection: close"]
+        proc = subprocess.run(ns_exec(ns, [*argv, url]), capture_output=True, text=True, timeout=duration + 30)
+    try:
+        return parsers.parse_wrk(proc.stdout + proc.stderr), proc.stdout
+    except parsers.ParseError as exc:
+        raise MeasureError(f"{exc} (exit {proc.returncode})") from exc
 
 
 # --------------------------------------------------------------------------- path MTU

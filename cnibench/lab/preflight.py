@@ -13,7 +13,8 @@ TOOLS = {
     "ip": "iproute2",
     "iperf3": "iperf3",
     "nginx": "nginx-light",
-    "hey": "hey",
+    "sockperf": "sockperf",
+    "wrk": "wrk",
     "nft": "nftables",
     "iptables": "iptables",
 }
@@ -27,7 +28,7 @@ class PreflightError(RuntimeError):
 def required_tools(*, latency: bool, service_proxy: str) -> list[str]:
     tools = ["ip", "iperf3"]
     if latency:
-        tools += ["nginx", "hey"]
+        tools += ["nginx", "sockperf", "wrk"]
     tools.append("nft" if service_proxy == "nft" else "iptables")
     return tools
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import signal
+import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -11,13 +14,23 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from cnibench import parsers, results
+from cnibench import results, stats
 from cnibench.errors import ExitCode
 from cnibench.lab import measure, nsutil, preflight, topology
 from cnibench.lab.datapaths import DATAPATHS, DEFAULT_DATAPATHS, KernelFeatureMissing, L2AdjacencyError
 from cnibench.report import single as report
+from cnibench.suite import definition, records
+from cnibench.suite.definition import TestDef
 
 FAIL_AT_ENV = "CNIBENCH_LAB_FAIL_AT"  # test hook: "measure" makes the first measurement raise
+
+
+# Measured on the project's 2-core VM (loopback, sockperf ping-pong --tcp -m 14 --full-rtt, 2 s, 3 runs
+# each): p50 9.5-9.9 µs with client and server on one CPU, 103-183 µs on two CPUs, 99-118 µs
+# unpinned. The cross-core figure is the hypervisor's wake-up latency, not the datapath's.
+PINNING_NOTE = ("client and server of the request/response, connection-rate, HTTP and under-load tests run on CPU "
+                "{cpu} (taskset): a cross-core wake-up on a VM costs up to ~100 µs and would hide the datapath; "
+                "iperf3 runs unpinned")
 
 
 class LabInterrupted(BaseException):
@@ -27,38 +40,77 @@ class LabInterrupted(BaseException):
 @dataclass
 class LabOptions:
     datapaths: tuple[str, ...] = DEFAULT_DATAPATHS
-    duration: float = 3.0
-    repeat: int = 3
+    duration: float = definition.LAB_DEFAULTS.duration_s
+    omit: int = definition.LAB_DEFAULTS.omit_s
+    rr_duration: float = definition.LAB_DEFAULTS.rr_duration_s
+    repeat: int | None = None  # a fixed number of repetitions (no adaptive stop)
+    repeat_min: int = definition.LAB_DEFAULTS.repeat_min
+    repeat_max: int = definition.LAB_DEFAULTS.repeat_max
+    target_half_width: float = definition.LAB_DEFAULTS.target_half_width
     out: Path = Path("results/lab")
     split_subnets: bool = False
     streams: int = 1
     udp: bool = True
     service: bool = True
     latency: bool = True
-    latency_sizes: tuple[int, ...] = measure.LATENCY_SIZES
-    latency_loads: tuple[float, ...] = (0.5,)
-    latency_duration: float = 2.0
-    calibration_duration: float = 2.0
-    latency_workers: int = 4
+    cpu: bool = True
+    latency_loads: tuple[float, ...] = definition.LAB_DEFAULTS.load_fractions
+    udp_rate_mbit: int = definition.LAB_DEFAULTS.udp_rate_mbit
+    busy_threshold: float = 0.25  # background-load guard: other work above this share of all cores
+    guard_seconds: float = 0.5
+    guard_retries: int = 2
     service_proxy: str = "nft"
+    pin_cpu: int | None = 0  # request/response tests: client and server on this CPU (None: unpinned)
     run_id: str | None = None
     chart: bool = True
 
     def quick(self) -> LabOptions:
-        """Small figures for tests and smoke runs (about 5 s per datapath)."""
-        return replace(self, duration=1.0, repeat=1, latency_sizes=(350,), latency_duration=1.0,
-                       calibration_duration=1.0)
+        """Small figures for tests and smoke runs (one repetition, 1 s tests)."""
+        return replace(self, duration=1.0, rr_duration=1.0, repeat=1, guard_seconds=0.3, guard_retries=0)
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        return (self.repeat, self.repeat) if self.repeat else (self.repeat_min, self.repeat_max)
+
+    def settings(self) -> definition.SuiteSettings:
+        lo, hi = self.bounds
+        return replace(definition.LAB_DEFAULTS, duration_s=self.duration, omit_s=self.omit,
+                       rr_duration_s=self.rr_duration, streams=self.streams, load_fractions=self.latency_loads,
+                       udp_rate_mbit=self.udp_rate_mbit, repeat_min=lo, repeat_max=hi,
+                       target_half_width=self.target_half_width, udp=self.udp, service=self.service,
+                       latency=self.latency, cpu=self.cpu)
 
     def validate(self) -> None:
+        """Every option checked before the first namespace is made; the error names the option."""
         unknown = [d for d in self.datapaths if d not in DATAPATHS]
         if unknown:
-            raise ValueError(f"unknown datapath(s) {', '.join(unknown)}; known: {', '.join(DATAPATHS)}")
-        if self.duration <= 0 or self.repeat < 1:
-            raise ValueError("--duration must be > 0 and --repeat >= 1")
+            raise ValueError(f"--datapath: unknown datapath(s) {', '.join(unknown)}; known: {', '.join(DATAPATHS)}")
+
+        def finite(name: str, value: float, low: float, high: float) -> None:
+            if not (math.isfinite(value) and low <= value <= high):
+                raise ValueError(f"{name} {value!r}: must be a number in [{low:g}, {high:g}]")
+
+        finite("--duration", self.duration, 1, 3600)
+        finite("--rr-duration", self.rr_duration, 1, 3600)
+        finite("--omit", self.omit, 0, 60)
+        finite("--busy-threshold", self.busy_threshold, 0.01, 1.0)
+        finite("--udp-rate", self.udp_rate_mbit, 1, 100_000)
+        if self.repeat is not None and not 1 <= self.repeat <= 100:
+            raise ValueError(f"--repeat {self.repeat}: must be in [1, 100]")
+        if not 1 <= self.repeat_min <= self.repeat_max <= 100:
+            raise ValueError(f"--repeat-min {self.repeat_min} / --repeat-max {self.repeat_max}: "
+                             "need 1 <= min <= max <= 100")
+        finite("--target-half-width", self.target_half_width, 0.001, 1.0)
+        if not 1 <= self.streams <= 128:  # iperf3's own limit (MAX_STREAMS in iperf3's iperf.h)
+            raise ValueError(f"--streams {self.streams}: iperf3 allows 1 to 128")
+        cpus = os.cpu_count() or 1
+        if self.pin_cpu is not None and not 0 <= self.pin_cpu < cpus:
+            raise ValueError(f"--pin-cpu {self.pin_cpu}: this machine has CPUs 0 to {cpus - 1}")
         if self.service_proxy not in ("nft", "iptables"):
-            raise ValueError("--service-proxy must be nft or iptables")
-        if any(not 0 < f <= 1.5 for f in self.latency_loads):
-            raise ValueError("latency loads are fractions of the host's max rate, in (0, 1.5]")
+            raise ValueError(f"--service-proxy {self.service_proxy!r}: must be nft or iptables")
+        if not self.latency_loads or any(not (math.isfinite(f) and 0 < f <= 1.0) for f in self.latency_loads):
+            raise ValueError(f"--loads {','.join(map(str, self.latency_loads))}: fractions of the host's maximum "
+                             "message rate, each in (0, 1]")
 
 
 @dataclass
@@ -76,6 +128,7 @@ class _Step:
     subject: dict
     test: dict
     fn: Callable[[int], dict]
+    definition: TestDef
 
 
 _OWNER_PID = [0]
@@ -107,8 +160,12 @@ def run_lab(opts: LabOptions, console: Console | None = None) -> LabRun:
     clusters: list[topology.Cluster] = []
     servers: list[measure.Servers] = []
     run = LabRun(None, 1, run_id=run_id)
+    lo, hi = opts.bounds
+    reps = f"{lo} repetitions" if lo == hi else f"{lo} to {hi} repetitions (until every primary ratio is within " \
+                                                 f"+-{100 * opts.target_half_width:g} %)"
     console.print(f"[bold]cnibench lab[/] run [cyan]{run_id}[/]: datapaths {', '.join(names)}; "
-                  f"{opts.repeat} x {opts.duration:g}s; underlay "
+                  f"{reps}; iperf3 {opts.duration:g} s (+{opts.omit} s omitted), sockperf/wrk {opts.rr_duration:g} s; "
+                  "underlay "
                   f"{'two subnets behind a router' if opts.split_subnets else 'one L2 segment'}")
     try:
         run.doc = _run(opts, names, run_id, state, clusters, servers, console)
@@ -152,25 +209,42 @@ def run_lab(opts: LabOptions, console: Console | None = None) -> LabRun:
                 signal.signal(s, h)
 
 
+@dataclass
+class _Block:
+    """One subject's tests; a repetition runs every block once, in subject order (interleaved)."""
+
+    subject: dict
+    cluster: topology.Cluster
+    steps: list[_Step]
+
+
 def _run(opts: LabOptions, names: list[str], run_id: str, state: Path, clusters: list, servers: list,
          console: Console) -> dict:
+    settings = opts.settings()
     env = results.collect_environment(
         underlay_mtu=topology.UNDERLAY_MTU,
         underlay="two subnets behind a router namespace" if opts.split_subnets else "one L2 segment (bridge)",
         tools=_tool_versions(),
     )
+    configured = [topology.UNDERLAY_MTU - DATAPATHS[n].encap_overhead for n in names]
+    udp_size = settings.udp_size(definition.smallest_mtu(configured))
+    lo, hi = opts.bounds
     params = {
         "duration_s": opts.duration,
-        "repeat": opts.repeat,
+        "repeat": hi,
         "streams": opts.streams,
-        "latency_duration_s": opts.latency_duration,
-        "latency_sizes": list(opts.latency_sizes) if opts.latency else [],
-        "latency_loads": list(opts.latency_loads) if opts.latency else [],
+        "latency_duration_s": opts.rr_duration,
+        "suite": {**settings.as_parameters(), "udp_datagram_bytes": udp_size},
+        "repetitions": {"min": lo, "max": hi, "target_half_width": opts.target_half_width, "done": 0,
+                        "stopped": "not-adaptive" if lo == hi else "cap"},
         "extra": {"split_subnets": opts.split_subnets, "service_proxy": opts.service_proxy,
-                  "latency_workers": opts.latency_workers, "udp_bandwidth": "unlimited (-b 0)"},
+                  "busy_threshold": opts.busy_threshold, "guard_seconds": opts.guard_seconds,
+                  "cpu_pinning": PINNING_NOTE.format(cpu=opts.pin_cpu) if opts.pin_cpu is not None else
+                  "none: request/response tests may cross cores (on a VM a cross-core wake-up can cost ~100 µs)"},
     }
     doc = results.new_document("lab", run_id=run_id, environment=env, parameters=params, reference="host")
     fail_at = os.environ.get(FAIL_AT_ENV)
+    serve_sizes = tuple(sorted({*settings.http_sizes, settings.crr_size}))
 
     # ---------------------------------------------------------------- build
     active: list[tuple[dict, topology.Cluster, measure.Servers]] = []
@@ -197,7 +271,8 @@ def _run(opts: LabOptions, names: list[str], run_id: str, state: Path, clusters:
             servers.append(srv)
             srv.start_iperf3(cluster.server_ns, cluster.server_ip)
             if opts.latency:
-                srv.start_nginx(cluster.server_ns, cluster.server_ip)
+                srv.start_sockperf(cluster.server_ns, cluster.server_ip, cpu=opts.pin_cpu)
+                srv.start_nginx(cluster.server_ns, cluster.server_ip, serve_sizes, cpu=opts.pin_cpu)
         except L2AdjacencyError as exc:
             subject.update(status="error", error=str(exc))
             console.print(f"[red]refused[/] {exc}")
@@ -212,57 +287,143 @@ def _run(opts: LabOptions, names: list[str], run_id: str, state: Path, clusters:
                       f"{cluster.path}, configured MTU {cluster.configured_mtu}")
         active.append((subject, cluster, srv))
 
-    # ---------------------------------------------------------------- latency calibration on host
-    target_rates: dict[int, float] = {}
-    host = next(((s, c) for s, c, _ in active if s["name"] == "host"), None)
-    if opts.latency and host:
-        for size in opts.latency_sizes:
-            try:
-                res, _ = measure.hey(host[1].client_ns, f"http://{host[1].server_ip}:{measure.HTTP_PORT}/{size}",
-                                     duration=opts.calibration_duration, workers=opts.latency_workers,
-                                     qps_per_worker=None, run_id=run_id)
-                target_rates[size] = res.rate
-                console.print(f"calibration: host serves {res.rate:,.0f} req/s of {size} B at most "
-                              f"({opts.latency_workers} workers)")
-            except measure.MeasureError as exc:
-                console.print(f"[red]calibration for {size} B failed[/]: {exc}")
-        doc["parameters"]["extra"]["latency_max_rate_on_host"] = {str(k): v for k, v in target_rates.items()}
+    # ---------------------------------------------------------------- calibration on the host network
+    calib = _calibrate(opts, settings, next(((c, v) for s, c, v in active if s["name"] == "host"), None), console)
+    doc["parameters"]["extra"]["calibration"] = calib
 
     # ---------------------------------------------------------------- tests
-    steps: list[_Step] = []
-    for subject, cluster, _srv in active:
-        steps += _steps(opts, subject, cluster, run_id, state, target_rates)
-    first = [True]
-
+    blocks = [_Block(subject, cluster, _steps(opts, settings, subject, cluster, srv, run_id, state, calib, udp_size))
+              for subject, cluster, srv in active]
+    per_rep = sum(len(b.steps) for b in blocks)
+    guard = {"blocks": 0, "contaminated": 0, "retried": 0}
+    rep = 0
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
-        task = progress.add_task("measuring", total=len(steps) * opts.repeat)
-        for rep in range(opts.repeat):
-            for step in steps:
-                progress.update(task, description=f"rep {rep + 1}/{opts.repeat} {step.subject['name']}: "
-                                                  f"{step.test['name']}")
-                if fail_at == "measure" and first[0]:
-                    raise RuntimeError(f"injected failure ({FAIL_AT_ENV}=measure)")
-                first[0] = False
-                try:
-                    record = step.fn(rep)
-                except (measure.MeasureError, OSError, RuntimeError) as exc:
-                    record = {"index": rep, "error": str(exc)}
-                    step.test["error"] = str(exc)
-                    progress.console.print(f"[red]error[/] {step.subject['name']} {step.test['name']}: {exc}")
-                else:
-                    if record.get("value") is not None:
-                        step.test["samples"].append(record["value"])
-                    progress.console.print(_describe(step, record))
-                step.test["repetitions"].append(record)
-                progress.advance(task)
+        task = progress.add_task("measuring", total=per_rep * hi)
+        while True:
+            for block in blocks:
+                sample, contaminated = _guard(opts, guard, progress, block.subject["name"], rep)
+                for step in block.steps:
+                    progress.update(task, description=f"rep {rep + 1}/{hi} {step.subject['name']}: "
+                                                      f"{step.test['name']}")
+                    if fail_at == "measure":
+                        raise RuntimeError(f"injected failure ({FAIL_AT_ENV}=measure)")
+                    try:
+                        record = step.fn(rep)
+                    except (measure.MeasureError, OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+                        record = records.error_record(rep, str(exc))
+                        progress.console.print(f"[red]error[/] {step.subject['name']} {step.test['name']}: {exc}")
+                    record["contaminated"] = contaminated
+                    record["guard"] = sample
+                    step.test["repetitions"].append(record)
+                    if "error" not in record:
+                        progress.console.print(_describe(step, record))
+                    progress.advance(task)
+            rep += 1
+            decision = stats.adaptive_stop(_primary_intervals(blocks), done=rep, minimum=lo, maximum=hi,
+                                           target_half_width=opts.target_half_width)
+            if decision.stop:
+                break
+            if decision.reason == "continue":
+                width = (f"+-{100 * decision.worst_half_width:.1f} %" if decision.worst_half_width is not None
+                         else "no interval yet")
+                progress.console.print(f"  after {rep} repetitions the widest primary interval is {decision.worst} "
+                                       f"({width}, target +-{100 * opts.target_half_width:g} %): one more")
+        progress.update(task, total=per_rep * rep, completed=per_rep * rep, description="measured")
+    doc["parameters"]["repetitions"].update(
+        done=rep, stopped="not-adaptive" if lo == hi else decision.reason, worst_metric=decision.worst,
+        worst_half_width=decision.worst_half_width)
 
     results.finalize(doc)
     for subject in doc["subjects"]:
         mtu = next((t for t in subject["tests"] if t["kind"] == "mtu"), None)
         if mtu and mtu["stats"]["median"] is not None:
             subject["observed_mtu"] = int(mtu["stats"]["median"])
+    doc["extra"] = _verdict(opts, guard)
     return doc
+
+
+def _verdict(opts: LabOptions, guard: dict) -> dict:
+    n, bad = guard["blocks"], guard["contaminated"]
+    verdict = (f"{bad} of {n} subject repetitions ran while the machine was busy with other work (more than "
+               f"{100 * opts.busy_threshold:g} % of all cores before the repetition, after {guard['retried']} "
+               f"retries); their figures are left out") if bad else \
+        f"no contamination: the machine was idle (< {100 * opts.busy_threshold:g} % busy) before every repetition"
+    allowed = bad == 0
+    return {"contamination": {"repetitions": n, "contaminated": bad, "retried": guard["retried"],
+                              "threshold_busy_fraction": opts.busy_threshold, "verdict": verdict},
+            "ranking": {"allowed": allowed,
+                        "reason": None if allowed else "repetitions were contaminated by other work on the machine: "
+                                                       "rerun on a quiet machine before ranking datapaths"}}
+
+
+def _guard(opts: LabOptions, guard: dict, progress: Progress, subject: str, rep: int) -> tuple[dict, bool]:
+    """Sample the machine before one subject's repetition; retry (bounded) while it is busy."""
+    guard["blocks"] += 1
+    for attempt in range(opts.guard_retries + 1):
+        sample = measure.sample_load(opts.guard_seconds)
+        sample = {k: round(v, 4) if isinstance(v, float) else v for k, v in sample.items()}
+        if sample["busy_fraction"] <= opts.busy_threshold:
+            return sample, False
+        if attempt < opts.guard_retries:
+            guard["retried"] += 1
+            progress.console.print(f"  [yellow]busy[/] machine {100 * sample['busy_fraction']:.0f} % busy before "
+                                   f"rep {rep + 1} of {subject}: waiting and sampling again")
+    guard["contaminated"] += 1
+    progress.console.print(f"  [yellow]contaminated[/] rep {rep + 1} of {subject}: the machine stayed "
+                           f"{100 * sample['busy_fraction']:.0f} % busy (threshold {100 * opts.busy_threshold:g} %); "
+                           "its figures will not be used")
+    return sample, True
+
+
+def _primary_intervals(blocks: list[_Block]) -> dict[str, stats.RatioInterval]:
+    host = next((b for b in blocks if b.subject["name"] == "host"), None)
+    if host is None:
+        return {}
+    host_tests = {s.test["name"]: s.test for s in host.steps}
+    out: dict[str, stats.RatioInterval] = {}
+
+    def values(test: dict) -> dict[int, float]:
+        return {r["index"]: r["value"] for r in test["repetitions"] if r.get("valid") and not r.get("contaminated")}
+
+    for block in blocks:
+        if block is host:
+            continue
+        for step in block.steps:
+            if not step.definition.primary or step.test["name"] not in host_tests:
+                continue
+            mine, ref = values(step.test), values(host_tests[step.test["name"]])
+            idx = sorted(set(mine) & set(ref))
+            out[f"{block.subject['name']}/{step.test['name']}"] = stats.paired_ratio_interval(
+                [mine[i] for i in idx], [ref[i] for i in idx])
+    return out
+
+
+def _calibrate(opts: LabOptions, settings: definition.SuiteSettings,
+               host: tuple[topology.Cluster, measure.Servers] | None, console: Console) -> dict:
+    """The host network's maxima, measured once: they fix the offered rates of the constant-rate
+    latency tests and of the CPU test, the same for every datapath."""
+    out: dict = {}
+    if host is None:
+        return out
+    cluster, srv = host
+    for what in definition.calibrations(settings):
+        try:
+            if what == "max-tcp":
+                run = measure.iperf3(cluster.client_ns, cluster.server_ip, duration=opts.duration, omit=opts.omit,
+                                     logfile=srv.dir / "iperf3-calibration.json")
+                out[what] = {"value": run.result.gbit_per_second, "unit": "Gbit/s", "tool": "iperf3"}
+            else:
+                proto = what.rsplit("-", 1)[1]
+                res, _ = measure.sockperf(cluster.client_ns, cluster.server_ip, mode="throughput", protocol=proto,
+                                          size=settings.rr_sizes[0], duration=opts.rr_duration, cpu=opts.pin_cpu)
+                out[what] = {"value": res.message_rate, "unit": "msg/s", "tool": "sockperf throughput --mps max",
+                             "message_bytes": settings.rr_sizes[0]}
+            console.print(f"calibration: host {what} = {out[what]['value']:,.3f} {out[what]['unit']}")
+        except (measure.MeasureError, OSError, subprocess.TimeoutExpired) as exc:
+            out[what] = {"value": None, "error": str(exc)}
+            console.print(f"[red]calibration {what} failed[/]: {exc}")
+    return out
 
 
 def _drop_cluster(cluster: topology.Cluster, clusters: list) -> None:
@@ -280,102 +441,140 @@ def _drop_cluster(cluster: topology.Cluster, clusters: list) -> None:
 
 def _describe(step: _Step, record: dict) -> str:
     t = step.test
-    v = record.get("value")
+    head = f"  rep {record['index'] + 1} {step.subject['name']:8s} {t['name']:20s}"
+    if not record.get("valid"):
+        return f"{head} [yellow]invalid[/]: {record.get('invalid_reason')}"
+    v = record["value"]
     extra = ""
-    if record.get("cpu") and record["cpu"].get("cpu_seconds_per_gbit"):
-        extra = f", CPU {record['cpu']['busy_percent']:.0f}% ({record['cpu']['cpu_seconds_per_gbit']:.2f} s/Gbit)"
-    if record.get("percentiles"):
-        p = record["percentiles"]
-        d = record["details"]
-        extra = (f" (p50 {p['p50']:.2f}, p99.9 {p['p99.9']:.2f} ms, {d['rate']:,.0f} of {d['target_rate']:,.0f} "
-                 f"req/s{', [yellow]load generator behind[/]' if d.get('note') else ''})")
-    return f"  rep {record['index'] + 1} {step.subject['name']:8s} {t['name']:24s} {v:,.3f} {t['unit']}{extra}"
+    d = record.get("details") or {}
+    p = record.get("percentiles_us") or {}
+    if t["kind"] in ("rr", "latency") and p:
+        extra = " (" + ", ".join(f"{k} {p[k]:.1f}" for k in ("p50", "p90", "p99", "p99.9") if k in p) + " µs)"
+    elif t["kind"] == "udp":
+        extra = f" ({d.get('lost_percent', 0):.2f} % lost of {d.get('offered_mbit')} Mbit/s offered)"
+    elif t["kind"] == "tcp" and d.get("retransmits") is not None:
+        extra = f" ({d['retransmits']} retransmits)"
+    elif t["kind"] == "cpu":
+        extra = f" (machine {record['cpu']['busy_percent']:.0f} % busy)"
+    flag = " [yellow]contaminated[/]" if record.get("contaminated") else ""
+    return f"{head} {v:,.3f} {t['unit']}{extra}{flag}"
 
 
-def _steps(opts: LabOptions, subject: dict, cluster: topology.Cluster, run_id: str, state: Path,
-           target_rates: dict[int, float]) -> list[_Step]:
+def _steps(opts: LabOptions, settings: definition.SuiteSettings, subject: dict, cluster: topology.Cluster,
+           srv: measure.Servers, run_id: str, state: Path, calib: dict, udp_size: int) -> list[_Step]:
     steps: list[_Step] = []
     name = subject["name"]
-    path = cluster.path
     logdir = state / name
-
-    def add(test: dict, fn: Callable[[int], dict]) -> None:
+    is_host = name == "host"
+    service_ok = not is_host and bool(cluster.pods)
+    defs = definition.suite_tests(settings, udp_size=udp_size, service=service_ok)
+    vip: str | None = None
+    for d in defs:
+        path = "pod-to-service" if d.service else cluster.path
+        test = results.new_test(d.name, d.kind, path, d.unit, higher_is_better=d.higher_is_better,
+                                reference_test=d.reference_test, tool=_tool_name(d), statistic=d.statistic,
+                                closed_loop=d.closed_loop)
+        test["parameters"] = dict(d.parameters)
         subject["tests"].append(test)
-        steps.append(_Step(subject, test, fn))
-
-    def skip(test: dict, reason: str) -> None:
-        test.update(status="skipped", skipped_reason=reason)
-        subject["tests"].append(test)
-
-    def throughput(server_ip: str, udp: bool) -> Callable[[int], dict]:
-        def fn(rep: int) -> dict:
-            res, cpu, _raw = measure.iperf3(cluster.client_ns, server_ip, duration=opts.duration, udp=udp,
-                                            streams=opts.streams, logfile=logdir / "iperf3-client.json")
-            return {"index": rep, "value": res.gbit_per_second, "cpu": cpu, "details": parsers.iperf3_details(res)}
-        return fn
-
-    def mtu(rep: int) -> dict:
-        value = measure.probe_path_mtu(cluster.client_ns, cluster.server_ip)
-        return {"index": rep, "value": value, "observed_mtu": value}
-
-    add(results.new_test("tcp", "tcp", path, "Gbit/s"), throughput(cluster.server_ip, False))
-    if opts.udp:
-        add(results.new_test("udp", "udp", path, "Gbit/s"), throughput(cluster.server_ip, True))
-    if opts.service and cluster.pods:
-        test = results.new_test("tcp-service", "tcp", "pod-to-service", "Gbit/s", reference_test="tcp")
-        if cluster.datapath.pods == "ipvlan":
-            skip(test, "ipvlan pods bypass the node's netfilter hooks: kube-proxy DNAT on the node does not apply")
-        else:
+        if d.service:
+            if cluster.datapath.pods == "ipvlan":
+                test.update(status="skipped",
+                            skipped_reason="ipvlan pods bypass the node's netfilter hooks: kube-proxy DNAT on the "
+                                           "node does not apply")
+                continue
             try:
                 vip = cluster.install_service(measure.IPERF3_PORT, opts.service_proxy)
             except (RuntimeError, OSError) as exc:
                 test.update(status="error", error=str(exc))
-                subject["tests"].append(test)
-            else:
-                test["parameters"] = {"service_ip": vip, "proxy": f"{opts.service_proxy} DNAT (kube-proxy style)"}
-                add(test, throughput(vip, False))
-    add(results.new_test("mtu", "mtu", path, "bytes"), mtu)
-    if opts.latency:
-        for size in opts.latency_sizes:
-            for load in opts.latency_loads:
-                test = results.new_test(f"latency-{size}B-{load * 100:g}pct", "latency", path, "ms",
-                                        higher_is_better=False)
-                if size not in target_rates:
-                    test.update(status="error", error="no reference rate: the host calibration failed")
-                    subject["tests"].append(test)
-                    continue
-                rate = target_rates[size] * load
-                test["parameters"] = {"size_bytes": size, "load_fraction": load, "target_rate": rate,
-                                      "workers": opts.latency_workers, "statistic": "p99"}
-                add(test, _latency_fn(opts, cluster, run_id, size, rate))
+                continue
+            test["parameters"].update(service_ip=vip, proxy=f"{opts.service_proxy} DNAT (kube-proxy style)")
+        if d.kind == "latency" and not (calib.get(f"max-msg-rate-{d.protocol}") or {}).get("value"):
+            test.update(status="error", error="no reference rate: the host calibration failed")
+            continue
+        if d.kind == "cpu" and not (calib.get("max-tcp") or {}).get("value"):
+            test.update(status="error", error="no reference rate: the host calibration failed")
+            continue
+        fn = _test_fn(opts, settings, d, cluster, srv, run_id, logdir, calib, vip if d.service else None)
+        steps.append(_Step(subject, test, fn, d))
     return steps
 
 
-def _latency_fn(opts: LabOptions, cluster: topology.Cluster, run_id: str, size: int, rate: float):
-    def fn(rep: int) -> dict:
-        res, _ = measure.hey(cluster.client_ns, f"http://{cluster.server_ip}:{measure.HTTP_PORT}/{size}",
-                             duration=opts.latency_duration, workers=opts.latency_workers,
-                             qps_per_worker=rate / opts.latency_workers, run_id=run_id)
-        problem = parsers.hey_error_problem(res)
-        if problem:
-            raise measure.MeasureError(problem)
-        details: dict[str, Any] = {"rate": res.rate, "target_rate": rate, "requests": res.requests,
-                                   "errors": res.errors, "max_ms": res.max_ms, "mean_ms": res.mean_ms}
-        if res.rate < 0.9 * rate:
-            # the load generator fell behind (CPU-bound machine): the figure is at a lower load
-            details["note"] = f"achieved {res.rate:,.0f} req/s, below the {rate:,.0f} req/s target"
-        return {"index": rep, "value": res.p99_ms, "percentiles": res.percentiles(), "details": details}
-    return fn
+def _tool_name(d: TestDef) -> str:
+    versions = _tool_versions()
+    return versions.get(d.tool, d.tool)
+
+
+def _test_fn(opts: LabOptions, settings: definition.SuiteSettings, d: TestDef, cluster: topology.Cluster,
+             srv: measure.Servers, run_id: str, logdir: Path, calib: dict, vip: str | None) -> Callable[[int], dict]:
+    ip = vip or cluster.server_ip
+    client = cluster.client_ns
+    log = logdir / "iperf3-client.json"
+
+    def tcp(rep: int) -> dict:
+        run = measure.iperf3(client, ip, duration=opts.duration, omit=opts.omit, streams=d.parameters["streams"],
+                             logfile=log)
+        return records.iperf3_record(rep, run.result, target=ip)
+
+    def udp(rep: int) -> dict:
+        run = measure.iperf3(client, ip, duration=opts.duration, omit=opts.omit, udp=True,
+                             bitrate=f"{settings.udp_rate_mbit}M", length=d.size, logfile=log)
+        return records.iperf3_record(rep, run.result, offered_mbit=settings.udp_rate_mbit, target=ip)
+
+    def rr(rep: int) -> dict:
+        res, _ = measure.sockperf(client, ip, mode="ping-pong", protocol=d.protocol, size=d.size,
+                                  duration=opts.rr_duration, cpu=opts.pin_cpu)
+        return records.rr_record(rep, res)
+
+    def under_load(rep: int) -> dict:
+        target = calib[f"max-msg-rate-{d.protocol}"]["value"] * d.load_fraction
+        res, _ = measure.sockperf(client, ip, mode="under-load", protocol=d.protocol, size=d.size,
+                                  duration=opts.rr_duration, mps=target, reply_every=settings.reply_every,
+                                  cpu=opts.pin_cpu)
+        return records.under_load_record(rep, res, target)
+
+    def http(rep: int) -> dict:
+        crr = d.kind == "crr"
+        res, _ = measure.wrk(client, f"http://{ip}:{measure.HTTP_PORT}/{d.size}", duration=opts.rr_duration,
+                             connections=1 if crr else settings.http_connections, close=crr, run_id=run_id,
+                             cpu=opts.pin_cpu)
+        return records.wrk_record(rep, res)
+
+    def cpu(rep: int) -> dict:
+        target = calib["max-tcp"]["value"] * settings.cpu_rate_fraction
+        idle = measure.sample_load(settings.idle_baseline_s)
+        # no omitted seconds here: the offered rate is fixed from the start, and the CPU is
+        # counted over the whole run
+        run = measure.iperf3(client, ip, duration=opts.duration, omit=0, bitrate=f"{target * 1000:.0f}M",
+                             logfile=log, server_pid=srv.iperf3_pid)
+        return records.cpu_record(
+            rep, run.result, target_gbit=target, machine_busy_s=run.machine_busy_s,
+            idle_busy_per_s=idle["busy_fraction"] * idle["cpus"], wall_s=run.wall_s, cpus=idle["cpus"],
+            sides={"client": run.client_cpu_s, "server": run.server_cpu_s},
+            source="whole machine /proc/stat minus the idle baseline; per side: the iperf3 client's and server's "
+                   "own CPU time (user + system, softirq work done in their context included)")
+
+    def mtu(rep: int) -> dict:
+        return records.value_record(rep, measure.probe_path_mtu(client, cluster.server_ip), observed_mtu=True)
+
+    by_kind: dict[str, Callable[[int], dict]] = {"tcp": tcp, "udp": udp, "rr": rr, "latency": under_load,
+                                                 "crr": http, "http": http, "cpu": cpu, "mtu": mtu}
+    return by_kind[d.kind]
+
+
+_VERSIONS: dict[str, str] = {}
 
 
 def _tool_versions() -> dict[str, str]:
-    import subprocess
-
-    out = {}
-    for tool, argv in {"iperf3": ["iperf3", "--version"], "nginx": ["nginx", "-v"]}.items():
+    if _VERSIONS:
+        return _VERSIONS
+    argvs = {"iperf3": ["iperf3", "--version"], "nginx": ["nginx", "-v"], "sockperf": ["sockperf", "--version"],
+             "wrk": ["wrk", "--version"]}
+    for tool, argv in argvs.items():
         try:
             p = subprocess.run(argv, capture_output=True, text=True, timeout=5)
-            out[tool] = (p.stdout or p.stderr).splitlines()[0].strip()
-        except (OSError, IndexError, subprocess.TimeoutExpired):
+            text = re.sub(r"\x1b\[[0-9;]*m", "", p.stdout + p.stderr)
+            line = next((ln for ln in text.splitlines() if ln.strip()), "")
+            _VERSIONS[tool] = line.strip().removeprefix("sockperf: ").strip("= ")[:80]
+        except (OSError, subprocess.TimeoutExpired):
             pass
-    return out
+    return _VERSIONS

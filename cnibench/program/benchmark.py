@@ -3,8 +3,9 @@
 One ``command:remote:Command`` on the control plane runs ``cnibench/suite/runner/bench.sh``
 with the plan of :mod:`cnibench.suite.plan` (pods pinned to the client and server nodes by their
 ``cnibench.io/role`` label, host network as the reference, per-test timeouts, clean-up in a
-trap) and prints one JSON document of raw tool outputs; :func:`cnibench.build.build_result`
-turns it into the result document (schema ``cnibench/schemas/result-v1.schema.json``), which is
+trap) and prints one JSON document of raw tool outputs; :func:`cnibench.suite.build.build_result`
+turns it into the result document (schema ``cnibench/schemas/result-v2.schema.json``, the same
+tests as the local lab: :mod:`cnibench.suite.definition`), which is
 ``Benchmark.result`` (the ``benchmark`` stack output), and a table goes to the update's log.
 
 Re-running: ``triggers`` holds ``benchmarkRun``, the plan's digest and the id of the CNI's
@@ -31,6 +32,8 @@ HOST_PORT_RULES: tuple[PortRule, ...] = (
     PortRule("tcp", suite_plan.IPERF3_PORT, description="cnibench benchmark: iperf3 (host network)"),
     PortRule("udp", suite_plan.IPERF3_PORT, description="cnibench benchmark: iperf3 UDP (host network)"),
     PortRule("tcp", suite_plan.HTTP_PORT, description="cnibench benchmark: nginx (host network)"),
+    PortRule("tcp", suite_plan.SOCKPERF_PORT, description="cnibench benchmark: sockperf TCP (host network)"),
+    PortRule("udp", suite_plan.SOCKPERF_PORT, description="cnibench benchmark: sockperf UDP (host network)"),
 )
 # Set-up (image pull, apt-get, pod start) and clean-up on top of benchmarkTimeout.
 SETUP_MARGIN_S = 2 * suite_plan.POD_READY_TIMEOUT_S + 600
@@ -106,7 +109,7 @@ class Benchmark(pulumi.ComponentResource):
             # the measurements took up to benchmarkTimeout: publish them rather than fail the
             # update, and say loudly that the document does not follow the schema
             doc.setdefault("extra", {})["schema_error"] = str(exc).splitlines()[0]
-            pulumi.log.warn(f"benchmark result does not follow result-v1.schema.json: {exc}", resource=self)
+            pulumi.log.warn(f"benchmark result does not follow result-v2.schema.json: {exc}", resource=self)
         _log_result(doc, self)
         return doc
 

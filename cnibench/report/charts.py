@@ -85,7 +85,7 @@ def chart_throughput(sources: Sequence[Source], path: Path) -> Path | None:
 
 def _load_and_size(test: dict) -> tuple[int | None, float | None]:
     params = test.get("parameters") or {}
-    size = params.get("size_bytes")
+    size = params.get("size_bytes", params.get("message_bytes"))
     load = params.get("load_fraction")
     load = 100.0 * load if load is not None else params.get("load_percent")
     m = LATENCY_NAME.search(test["name"])
@@ -96,16 +96,18 @@ def _load_and_size(test: dict) -> tuple[int | None, float | None]:
 
 
 def latency_points(test: dict) -> dict[str, float]:
-    """Median over repetitions of each percentile (ms); a test without per-repetition
-    percentiles contributes its own statistic (``parameters.statistic``, default p99)."""
+    """Median over valid repetitions of each percentile, in µs (schema v1's hey figures were ms
+    and are converted); a test without per-repetition percentiles contributes its own statistic
+    (``parameters.statistic``, default p99)."""
     per: dict[str, list[float]] = {}
+    scale = 1000.0 if test.get("unit") == "ms" else 1.0
     for rep in test.get("repetitions") or []:
-        if rep.get("value") is None:
+        if rep.get("value") is None or rep.get("valid") is False or rep.get("contaminated"):
             continue
-        for key, value in (rep.get("percentiles") or {}).items():
-            per.setdefault(key, []).append(float(value))
+        for key, value in (rep.get("percentiles_us") or rep.get("percentiles") or {}).items():
+            per.setdefault(key, []).append(float(value) * scale)
     if not per and test["stats"]["median"] is not None:
-        per[(test.get("parameters") or {}).get("statistic", "p99")] = [test["stats"]["median"]]
+        per[(test.get("parameters") or {}).get("statistic", "p99")] = [test["stats"]["median"] * scale]
     return {k: statistics.median(v) for k, v in per.items()}
 
 
@@ -152,7 +154,7 @@ def chart_latency(sources: Sequence[Source], path: Path) -> Path | None:
             if row == len(sizes) - 1:
                 ax.set_xlabel("load, % of host max rate")
             if col == 0:
-                ax.set_ylabel("response time, ms (log)")
+                ax.set_ylabel("latency, µs (log)")
     handles, names = {}, []
     for ax in axes.flat:
         for h, n in zip(*ax.get_legend_handles_labels()):

@@ -1,10 +1,13 @@
-"""Reports of a result document (schema v1): terminal table (Rich), PNG chart, JSON.
+"""Reports of one result document: terminal table (Rich), Markdown, PNG chart.
 
-Initial version, used by the lab; the matrix runner and ``cnibench report`` reuse it.
+Used by the lab; the matrix runner and ``cnibench report`` reuse it. Every figure is shown
+with its unit; a ratio to the reference with its 95 % confidence interval; an invalid test
+as ``invalid`` with its reason, never as a number. Version 1 documents are labelled as such.
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -13,151 +16,201 @@ from rich.table import Table
 from cnibench import results
 
 THROUGHPUT_TESTS = ("tcp", "udp", "tcp-service")
+AXIS_LIMIT = 8.0  # the chart's ratio axis spans 1/8 to 8
 
 
 def _test(subject: dict, name: str) -> dict | None:
     return next((t for t in subject["tests"] if t["name"] == name), None)
 
 
-def _fmt_cell(test: dict | None, digits: int = 2, with_eff: bool = True) -> str:
-    if test is None:
-        return ""
-    if test["status"] == "skipped":
-        return "[dim]skipped[/]"
-    st = test["stats"]
-    if st["median"] is None:
-        return "[red]error[/]"
-    text = f"{st['median']:.{digits}f}"
-    if with_eff and test.get("efficiency") is not None:
-        text += f" [dim]({test['efficiency']:.2f}x)[/]"
-    if st.get("cv") is not None:
-        text += f" [dim]cv {100 * st['cv']:.1f}%[/]"
-    return text
-
-
-def latency_tests(doc: dict) -> list[str]:
+def test_names(doc: dict) -> list[str]:
     names: list[str] = []
     for s in doc["subjects"]:
         for t in s["tests"]:
-            if t["kind"] == "latency" and t["name"] not in names:
+            if t["name"] not in names:
                 names.append(t["name"])
     return names
 
 
+def latency_tests(doc: dict) -> list[str]:
+    return [n for n in test_names(doc) if any((_test(s, n) or {}).get("kind") == "latency" for s in doc["subjects"])]
+
+
+def _num(value: float, unit: str = "") -> str:
+    if unit == "bytes" or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def ratio_text(test: dict) -> str:
+    """``1.48x [1.41-1.55]`` (the interval is 95 %), ``1.48x (n=1, no interval)`` or ``""``."""
+    r = test.get("ratio")
+    if not r or r.get("estimate") is None:
+        eff = test.get("efficiency")
+        return f"{eff:.2f}x (no interval)" if eff is not None else ""
+    if r.get("low") is None:
+        return f"{r['estimate']:.2f}x (n={r['n']}, no interval)"
+    return f"{r['estimate']:.2f}x [{r['low']:.2f}-{r['high']:.2f}]"
+
+
+def cell(test: dict | None, notes: list[str], *, rich: bool = True, reference: bool = False) -> str:
+    """One test of one subject: median with unit, ratio with interval, or the reason it has none."""
+    if test is None:
+        return ""
+    dim, red, yellow, end = ("[dim]", "[red]", "[yellow]", "[/]") if rich else ("", "", "", "")
+
+    def note(text: str) -> int:
+        if text not in notes:
+            notes.append(text)
+        return notes.index(text) + 1
+
+    if test["status"] == "skipped":
+        return f"{dim}skipped ({note(test.get('skipped_reason') or '')}){end}"
+    if test["status"] in ("error", "invalid"):
+        reason = (test.get("validity") or {}).get("reason") or test.get("error") or test["status"]
+        return f"{red if test['status'] == 'error' else yellow}{test['status']} ({note(reason)}){end}"
+    st = test["stats"]
+    if st["median"] is None:
+        return f"{red}no figure{end}"
+    text = f"{_num(st['median'], test['unit'])}"
+    ratio = "" if reference else ratio_text(test)
+    if ratio:
+        text += f" {dim}{ratio}{end}"
+    partial = (test.get("validity") or {}).get("reason")
+    if partial:
+        text += f" {yellow}({note(partial)}){end}"
+    return text
+
+
 def render_table(doc: dict[str, Any]) -> Table:
-    """One row per subject: throughputs (median, ratio to the reference, CV), path MTU,
-    CPU cost, p99 latencies; skipped and refused subjects show their reason."""
-    lat = latency_tests(doc)
-    table = Table(title=f"cnibench {doc['origin']} run {doc['run_id']} "
-                        f"({doc['parameters']['repeat']} x {doc['parameters']['duration_s']:g}s; "
-                        f"ratio to {doc['reference']} in parentheses)")
-    table.add_column("datapath")
-    table.add_column("path")
-    table.add_column("TCP Gbit/s")
-    table.add_column("UDP Gbit/s")
-    table.add_column("svc TCP Gbit/s")
-    table.add_column("MTU", justify="right")
-    table.add_column("CPU s/Gbit (TCP)", justify="right")
-    for name in lat:
-        table.add_column(f"p99 ms {name.removeprefix('latency-')}")
+    """Rows are tests (with unit and what the figure is), columns are subjects: the median,
+    then the ratio to the reference with its 95 % interval; notes explain every gap."""
+    params = doc["parameters"]
+    reps = params.get("repetitions") or {}
+    done = reps.get("done", params.get("repeat"))
+    how = {"converged": "intervals within target", "cap": "repetition cap reached",
+           "not-adaptive": "fixed"}.get(reps.get("stopped", ""), reps.get("stopped", ""))
+    table = Table(title=f"cnibench {doc['origin']} run {doc['run_id']}: {done} repetitions ({how}); "
+                        f"median, ratio to {doc['reference']} [95 % interval]; {results.schema_label(doc)}")
+    subjects = doc["subjects"]
+    table.add_column("test")
+    table.add_column("unit")
+    for s in subjects:
+        table.add_column(s["name"] if s["status"] == "ok" else f"{s['name']} ({s['status']})")
     notes: list[str] = []
-    for s in doc["subjects"]:
+    for s in subjects:
         if s["status"] != "ok":
-            reason = s.get("error") or s.get("skipped_reason") or ""
-            style = "yellow" if s["status"] == "skipped" else "red"
-            prefix = "" if reason.startswith(s["name"]) else f"{s['name']}: "
-            notes.append(f"[{style}]{prefix}{reason}[/]")
-            table.add_row(s["name"], f"[{style}]{s['status']}[/]", f"[{style}]see note {len(notes)}[/]",
-                          *[""] * (4 + len(lat)))
-            continue
-        tcp = _test(s, "tcp")
-        cpu = tcp.get("cpu") if tcp else None
-        table.add_row(
-            s["name"],
-            tcp["path"] if tcp else "",
-            _fmt_cell(tcp),
-            _fmt_cell(_test(s, "udp")),
-            _fmt_cell(_test(s, "tcp-service")),
-            str(s.get("observed_mtu") or ""),
-            f"{cpu['cpu_seconds_per_gbit']:.3f}" if cpu and cpu.get("cpu_seconds_per_gbit") else "",
-            *[_fmt_cell(_test(s, n)) for n in lat],
-        )
-    if notes:
-        table.caption = "\n".join(f"{i}. {n}" for i, n in enumerate(notes, 1))
+            reason = s.get("error") or s.get("skipped_reason") or s["status"]
+            notes.append(f"{s['name']}: {reason}")
+    for name in test_names(doc):
+        first = next(t for s in subjects if (t := _test(s, name)))
+        label = name + (" (closed loop)" if first.get("closed_loop") else "")
+        table.add_row(label, first["unit"], *[cell(_test(s, name), notes, reference=s["name"] == doc["reference"])
+                                              for s in subjects])
+    extra = doc.get("extra") or {}
+    caption = [f"{i}. {n}" for i, n in enumerate(notes, 1)]
+    cont = extra.get("contamination")
+    if cont:
+        caption.append(("[yellow]" if cont.get("contaminated") else "[green]") + cont["verdict"] + "[/]")
+    ranking = extra.get("ranking")
+    if ranking and not ranking.get("allowed"):
+        caption.append(f"[bold red]no ranking: {ranking.get('reason')}[/]")
+    if caption:
+        table.caption = "\n".join(caption)
         table.caption_justify = "left"
     return table
 
 
-def efficiency_rows(doc: dict) -> list[dict[str, Any]]:
-    """Flat rows (subject, test, median, unit, efficiency, cv) for Markdown/CSV output."""
-    rows = []
-    for s in doc["subjects"]:
-        for t in s["tests"]:
-            rows.append({"subject": s["name"], "test": t["name"], "status": t["status"],
-                         "median": t["stats"]["median"], "unit": t["unit"], "efficiency": t.get("efficiency"),
-                         "cv": t["stats"].get("cv")})
-    return rows
-
-
 def markdown(doc: dict) -> str:
-    lines = ["| subject | test | median | unit | ratio to reference | CV |", "|---|---|---|---|---|---|"]
-    for r in efficiency_rows(doc):
-        med = "" if r["median"] is None else f"{r['median']:.3f}"
-        eff = "" if r["efficiency"] is None else f"{r['efficiency']:.3f}"
-        cv = "" if r["cv"] is None else f"{100 * r['cv']:.1f}%"
-        lines.append(f"| {r['subject']} | {r['test']} | {med} | {r['unit']} | {eff} | {cv} |")
+    """The same table as Markdown (for design reviews)."""
+    subjects = doc["subjects"]
+    notes: list[str] = []
+    lines = [f"cnibench {doc['origin']} run `{doc['run_id']}` ({results.schema_label(doc)}): median, "
+             f"ratio to {doc['reference']} with its 95 % confidence interval.", "",
+             "| test | unit | " + " | ".join(s["name"] for s in subjects) + " |",
+             "|---|---|" + "---|" * len(subjects)]
+    for name in test_names(doc):
+        first = next(t for s in subjects if (t := _test(s, name)))
+        cells = [cell(_test(s, name), notes, rich=False, reference=s["name"] == doc["reference"]) for s in subjects]
+        lines.append(f"| {name} | {first['unit']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += [f"{i}. {n}" for i, n in enumerate(notes, 1)]
+    cont = (doc.get("extra") or {}).get("contamination")
+    if cont:
+        lines.append(f"\n{cont['verdict']}")
     return "\n".join(lines) + "\n"
 
 
 def write_chart(doc: dict[str, Any], path: str | Path) -> Path:
-    """PNG: throughput per subject (median, min-max bars) and p99 latency ratio to the reference."""
+    """PNG: every test's ratio to the reference, per subject, with its 95 % interval (log
+    axis; right of 1 is better). Tests without a valid ratio are listed, not drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    subjects = [s for s in doc["subjects"] if s["status"] == "ok"]
-    lat = latency_tests(doc)
-    fig, axes = plt.subplots(1, 2 if lat else 1, figsize=(12 if lat else 7, 4.5), squeeze=False)
-    ax = axes[0][0]
-    width = 0.8 / len(THROUGHPUT_TESTS)
-    for k, tname in enumerate(THROUGHPUT_TESTS):
-        xs, meds, lo, hi = [], [], [], []
-        for i, s in enumerate(subjects):
-            t = _test(s, tname)
-            if not t or t["stats"]["median"] is None:
+    ref = doc.get("reference")
+    subjects = [s for s in doc["subjects"] if s["status"] == "ok" and s["name"] != ref]
+    names = [n for n in test_names(doc) if n != "mtu"]
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(names) + 2.5))
+    markers = "osD^v<>"
+    missing: list[str] = []
+    for k, s in enumerate(subjects):
+        ys, xs, lo, hi = [], [], [], []
+        for i, name in enumerate(names):
+            t = _test(s, name)
+            r = (t or {}).get("ratio") or {}
+            if not t or t["status"] != "ok" or r.get("estimate") is None:
+                if t is not None:
+                    missing.append(f"{s['name']} {name}: {t['status'] if t['status'] != 'ok' else 'no ratio'}")
                 continue
-            st = t["stats"]
-            xs.append(i + (k - (len(THROUGHPUT_TESTS) - 1) / 2) * width)
-            meds.append(st["median"])
-            lo.append(st["median"] - st["min"])
-            hi.append(st["max"] - st["median"])
+            # oriented so that right of 1 is better: invert lower-is-better ratios
+            flip = not t.get("higher_is_better", True)
+            est = 1 / r["estimate"] if flip else r["estimate"]
+            low = r.get("low")
+            high = r.get("high")
+            if low is not None and high is not None:
+                low, high = (1 / high, 1 / low) if flip else (low, high)
+            ys.append(i + (k - (len(subjects) - 1) / 2) * 0.25)
+            est = min(max(est, 1 / AXIS_LIMIT), AXIS_LIMIT)
+            xs.append(est)
+            # an interval wider than the axis is drawn to its edge (the table has the numbers)
+            lo.append(est - max(low, 1 / AXIS_LIMIT) if low is not None else 0)
+            hi.append(min(high, AXIS_LIMIT) - est if high is not None else 0)
         if xs:
-            ax.bar(xs, meds, width, yerr=[lo, hi], capsize=3, label=tname)
-    ax.set_xticks(range(len(subjects)), [s["name"] for s in subjects])
-    ax.set_ylabel("Gbit/s (median, min-max)")
-    ax.set_title("Throughput")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=len(THROUGHPUT_TESTS), fontsize="small")
-    if lat:
-        ax2 = axes[0][1]
-        width = 0.8 / len(lat)
-        for k, tname in enumerate(lat):
-            xs, vals = [], []
-            for i, s in enumerate(subjects):
-                t = _test(s, tname)
-                if t and t.get("efficiency") is not None:
-                    xs.append(i + (k - (len(lat) - 1) / 2) * width)
-                    vals.append(t["efficiency"])
-            if xs:
-                ax2.bar(xs, vals, width, label=tname.removeprefix("latency-"))
-        ax2.axhline(1.0, color="grey", linewidth=0.8)
-        ax2.set_xticks(range(len(subjects)), [s["name"] for s in subjects])
-        ax2.set_ylabel(f"p99 latency / {doc['reference']} p99")
-        ax2.set_title("Latency under constant load (lower is better)")
-        ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=max(1, len(lat)), fontsize="small")
-    fig.suptitle(f"cnibench {doc['origin']} {doc['run_id']} - {doc['environment'].get('hostname', '')} "
-                 f"(Linux {doc['environment'].get('kernel', '')})")
-    fig.tight_layout()
+            ax.errorbar(xs, ys, xerr=[lo, hi], fmt=markers[k % len(markers)], capsize=3, label=s["name"])
+    ax.axvline(1.0, color="grey", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlim(1 / AXIS_LIMIT / 1.2, AXIS_LIMIT * 1.2)
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    ticks = [0.125, 0.25, 0.5, 0.8, 1.0, 1.25, 2.0, 4.0, 8.0]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.set_xticklabels([f"{t:g}x" for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"relative to {ref} (right of 1 = better; latency ratios inverted); 95 % interval, "
+                  f"clipped at 1/{AXIS_LIMIT:g} and {AXIS_LIMIT:g}")
+    ax.legend(loc="lower right", fontsize="small")
+    reps = (doc["parameters"].get("repetitions") or {}).get("done", doc["parameters"].get("repeat"))
+    title = (f"cnibench {doc['origin']} {doc['run_id']} - {doc['environment'].get('hostname', '')} "
+             f"(Linux {doc['environment'].get('kernel', '')}), {reps} paired repetitions")
+    ranking = (doc.get("extra") or {}).get("ranking") or {}
+    if ranking and not ranking.get("allowed"):
+        title += "\nNO RANKING: " + str(ranking.get("reason"))
+    ax.set_title("\n".join(textwrap.fill(line, 110) for line in title.split("\n")), fontsize="medium")
+    skipped = [f"{s['name']}: {s['status']}" for s in doc["subjects"] if s["status"] != "ok"]
+    foot = "; ".join(skipped + missing)
+    if foot:
+        fig.text(0.01, 0.01, "not drawn: " + foot[:400], fontsize="x-small", wrap=True)
+    fig.tight_layout(rect=(0, 0.05 if foot else 0, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

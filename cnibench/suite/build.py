@@ -1,16 +1,26 @@
-"""The runner's raw output -> the validated result document (``origin: cloud``, schema v1)."""
+"""The runner's raw output -> the validated result document (``origin: cloud``, schema v2).
+
+Every repetition becomes a record of :mod:`cnibench.suite.records`, the functions the lab uses
+too, so one validity gate judges both; :func:`cnibench.results.finalize` then derives the
+samples, statistics, validity and the paired ratio interval to the host network.
+"""
 
 from __future__ import annotations
 
 import json
 import statistics
 from dataclasses import dataclass
-from typing import Any, Mapping, cast
+from typing import Any, Mapping
 
 from cnibench import parsers, results
-from cnibench.parsers import iperf3_details, node_usage, parse_hey_histogram
-from cnibench.results import summarize_node_usage
-from cnibench.suite.plan import HOST, IMAGE, PODS, RAW_FORMAT, Step, SuitePlan
+from cnibench.suite import definition, records
+from cnibench.suite.definition import TestDef
+from cnibench.suite.plan import HOST, IMAGE, PODS, RAW_FORMAT, PlannedTest, Step, SuitePlan
+
+PATH_MTU_NOTE = ("the path MTU is not probed in the cloud (the image has no ping): the mtu test records the MTU "
+                 "of the client pod's default-route interface")
+CPU_SOURCE = ("/proc/stat of both nodes (hostNetwork pods) around the test, minus each node's idle baseline "
+              "sampled just before it; per side: that node's busy CPU time minus its baseline")
 
 
 @dataclass
@@ -69,11 +79,25 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _environment(raw: Mapping[str, Any], plan: SuitePlan, ctx: RunContext) -> dict[str, Any]:
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _tail(text: Any, n: int = 300) -> str:
+    return str(text or "").strip()[-n:] or "no output"
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def _environment(raw: Mapping[str, Any], ctx: RunContext) -> dict[str, Any]:
     client, server = _probe(raw, "cnibench-cli-host"), _probe(raw, "cnibench-srv-host")
     nodes_raw = raw.get("nodes") or {}
 
-    def node(role: str, probe: Mapping[str, str], pod_probe: Mapping[str, str], name: str) -> dict[str, Any]:
+    def node(probe: Mapping[str, str], pod_probe: Mapping[str, str], name: str) -> dict[str, Any]:
         info = nodes_raw.get(name) or {}
         return {
             "name": name or None,
@@ -93,9 +117,9 @@ def _environment(raw: Mapping[str, Any], plan: SuitePlan, ctx: RunContext) -> di
     placed = (raw.get("pods") or {})
     client_name = ctx.client_node or (placed.get("cnibench-cli-host") or {}).get("node", "")
     server_name = ctx.server_node or (placed.get("cnibench-srv-host") or {}).get("node", "")
-    n_client = node("client", client, _probe(raw, "cnibench-cli-pod"), client_name)
-    n_server = node("server", server, _probe(raw, "cnibench-srv-pod"), server_name)
-    tools = {k: (client.get(k) or server.get(k)) for k in ("iperf3", "hey", "nginx")}
+    n_client = node(client, _probe(raw, "cnibench-cli-pod"), client_name)
+    n_server = node(server, _probe(raw, "cnibench-srv-pod"), server_name)
+    tools = {k: (client.get(k) or server.get(k)) for k in ("iperf3", "iperf3_deb", "sockperf", "wrk", "nginx")}
     return {
         "kernel": n_server["kernel"] or n_client["kernel"] or "unknown",
         "hostname": server_name or "unknown",
@@ -112,89 +136,214 @@ def _environment(raw: Mapping[str, Any], plan: SuitePlan, ctx: RunContext) -> di
             "cni": {"name": ctx.cni, "version": ctx.cni_version, "daemonset_images": raw.get("cni_images") or {}},
             "tools": {**tools, "image": IMAGE},
             "configured_underlay_mtu": ctx.underlay_mtu,
+            "path_mtu": PATH_MTU_NOTE,
         },
     }
 
 
-def _run_record(run: Mapping[str, Any], step: Step, plan: SuitePlan) -> dict[str, Any]:
-    """One repetition of a step, as the schema's repetition object."""
-    rec: dict[str, Any] = {"index": int(run.get("rep") or 0)}
-    usage = {who: node_usage((run.get("usage") or {}).get(who, {}).get("before", ""),
-                             (run.get("usage") or {}).get(who, {}).get("after", ""))
-             for who in ("client", "server")}
+def _tool_label(d: TestDef, tools: Mapping[str, Any]) -> str:
+    """The tool and version that produced a test's figures (Debian bookworm packages)."""
+    if d.tool == "icmp":  # the lab probes the path; the cloud reads the interface
+        return "interface MTU (/sys/class/net), no ICMP probe"
+    version = tools.get("iperf3_deb" if d.tool == "iperf3" else d.tool)
+    return f"{d.tool} {version} (Debian bookworm)" if version else d.tool
+
+
+# --------------------------------------------------------------------------- /proc/stat
+
+
+def _stat_lines(text: str | None) -> list[tuple[int, int]]:
+    """(busy, total) ticks of every aggregate ``cpu`` line of a snapshot."""
+    out = []
+    for line in (text or "").splitlines():
+        if line.split()[:1] == ["cpu"]:
+            out.append(parsers.proc_stat_cpu(line))
+    return out
+
+
+def _busy_fraction(pair_text: str | None) -> float | None:
+    """Busy share of all CPUs of a node between the two /proc/stat lines of a sample."""
+    lines = _stat_lines(pair_text)
+    if len(lines) < 2:
+        return None
+    (b0, t0), (b1, t1) = lines[0], lines[-1]
+    return (b1 - b0) / (t1 - t0) if t1 > t0 else None
+
+
+def _guards(raw: Mapping[str, Any]) -> dict[tuple[int, str], tuple[dict[str, Any], bool]]:
+    """The background-load sample before each (repetition, subject) block and its verdict:
+    contaminated when either node was busier than :data:`definition.BUSY_THRESHOLD`."""
+    out: dict[tuple[int, str], tuple[dict[str, Any], bool]] = {}
+    for g in raw.get("guards") or []:
+        sample: dict[str, Any] = {"seconds": _float(g.get("seconds")), "source": "/proc/stat of both nodes"}
+        busy: list[float] = []
+        try:
+            for who in ("client", "server"):
+                frac = _busy_fraction((g.get("load") or {}).get(who))
+                sample[f"{who}_busy_fraction"] = round(frac, 4) if frac is not None else None
+                if frac is not None:
+                    busy.append(frac)
+        except parsers.ParseError as exc:
+            sample["error"] = str(exc)
+        if g.get("skipped"):
+            sample["error"] = f"not sampled: {g['skipped']}"
+        elif not busy and "error" not in sample:
+            sample["error"] = "no /proc/stat sample from the nodes"
+        sample["busy_fraction"] = round(max(busy), 4) if busy else None
+        out[(int(g.get("rep") or 0), str(g.get("subject")))] = (sample, definition.contaminated(sample["busy_fraction"]))
+    return out
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def _calibration(raw: Mapping[str, Any], plan: SuitePlan, errors: list[str]) -> dict[str, Any]:
+    """The host's maxima, as the lab records them (``parameters.extra.calibration``), parsed from
+    the calibration outputs; ``runner_value`` is the figure bench.sh scaled the offered rates by."""
+    used = raw.get("calibration") or {}
+    out: dict[str, Any] = {}
+    runs = {str(r.get("id")): r for r in raw.get("runs") or [] if r.get("phase") == "calibration"}
+    for step in plan.calibrations:
+        run = runs.get(step.id)
+        entry: dict[str, Any]
+        try:
+            if run is None:
+                raise RuntimeError("not run (the runner stopped before it)")
+            _check_ran(run, step)
+            text = str(run.get("output") or "")
+            if step.tool == "iperf3":
+                res = parsers.parse_iperf3(text)
+                entry = {"value": res.gbit_per_second, "unit": "Gbit/s", "tool": "iperf3"}
+            else:
+                sp = parsers.parse_sockperf(text + "\n" + str(run.get("stderr") or ""), mode="throughput")
+                entry = {"value": sp.message_rate, "unit": "msg/s", "tool": "sockperf throughput --mps max",
+                         "message_bytes": step.size}
+        except (RuntimeError, parsers.ParseError) as exc:
+            entry = {"value": None, "error": str(exc)}
+            errors.append(f"calibration {step.test} on the host network failed: {exc}")
+        runner = _float(used.get(step.test))
+        if runner is not None:
+            entry["runner_value"] = runner / 1e9 if step.tool == "iperf3" else runner
+        out[step.test] = entry
+    return out
+
+
+# --------------------------------------------------------------------------- repetitions
+
+
+class _NotMeasured(RuntimeError):
+    pass
+
+
+def _check_ran(run: Mapping[str, Any], step: Step) -> None:
+    if run.get("skipped"):
+        raise _NotMeasured(f"not run: {run['skipped']}")
+    if run.get("timed_out"):
+        raise _NotMeasured(f"timed out after {step.timeout}s: {_tail(run.get('stderr'))}")
+
+
+def _output(run: Mapping[str, Any], tool: str) -> str:
+    out = str(run.get("output") or "")
+    if not out.strip():
+        raise _NotMeasured(f"{tool} printed nothing (exit {run.get('rc')}): {_tail(run.get('stderr'))}")
+    return out
+
+
+def _record(run: Mapping[str, Any], step: Step, planned: PlannedTest, plan: SuitePlan,
+            cpus: Mapping[str, int | None]) -> dict[str, Any]:
+    """One repetition of a step, judged by :mod:`cnibench.suite.records`."""
+    rep = int(run.get("rep") or 0)
+    d = planned.definition
     try:
-        if run.get("skipped"):
-            raise RuntimeError(f"not run: {run['skipped']}")
-        if run.get("timed_out"):
-            raise RuntimeError(f"timed out after {step.timeout}s: {_tail(run.get('stderr'))}")
+        _check_ran(run, step)
         if step.tool == "iperf3":
-            gbits = _iperf3_into(rec, run)
-        else:
-            gbits = None
-            _hey_into(rec, run, step)
-    except (RuntimeError, parsers.ParseError) as exc:
-        rec["error"] = str(exc)
-        gbits = None
-    if usage["client"] or usage["server"]:
-        busy = [u["busy_percent"] for u in usage.values() if u and u["busy_percent"] is not None]
-        # node_usage always sets cpu_seconds to a float; only busy_percent and mem_used_mb may be None
-        seconds = sum(cast(float, u["cpu_seconds"]) for u in usage.values() if u)
-        rec["cpu"] = {
-            "busy_percent": statistics.fmean(busy) if busy else None,
-            "cpu_seconds_per_gbit": seconds / gbits if gbits else None,
-            "client_busy_percent": usage["client"]["busy_percent"] if usage["client"] else None,
-            "server_busy_percent": usage["server"]["busy_percent"] if usage["server"] else None,
-            "client_mem_used_mb": usage["client"]["mem_used_mb"] if usage["client"] else None,
-            "server_mem_used_mb": usage["server"]["mem_used_mb"] if usage["server"] else None,
-            "source": "/proc/stat and /proc/meminfo of both nodes, before and after the test",
-        }
+            res = parsers.parse_iperf3(_output(run, "iperf3"))
+            if step.mode == "cpu":
+                return _cpu(rep, run, res, cpus)
+            if step.mode == "udp":
+                return records.iperf3_record(rep, res, offered_mbit=plan.settings.udp_rate_mbit,
+                                             target=run.get("target"))
+            return records.iperf3_record(rep, res, target=run.get("target"))
+        if step.tool == "sockperf":
+            text = _output(run, "sockperf") + "\n" + str(run.get("stderr") or "")
+            sp = parsers.parse_sockperf(text, mode=step.mode)
+            if step.mode == "under-load":
+                target = _float(run.get("target_rate"))
+                if not target:
+                    raise _NotMeasured("the runner recorded no target rate")
+                rec = records.under_load_record(rep, sp, target)
+            else:
+                rec = records.rr_record(rep, sp)
+            rec["details"]["target"] = run.get("target")
+            return rec
+        if step.tool == "wrk":
+            wrk = parsers.parse_wrk(_output(run, "wrk") + "\n" + str(run.get("stderr") or ""))
+            rec = records.wrk_record(rep, wrk, closed_loop=d.closed_loop)
+            rec["details"]["target"] = run.get("target")
+            return rec
+        if step.tool == "mtu":
+            probe = {k.strip(): v.strip() for k, v in
+                     (ln.split("=", 1) for ln in _output(run, "the MTU probe").splitlines() if "=" in ln)}
+            mtu = _int(probe.get("mtu"))
+            if not mtu:
+                raise _NotMeasured(f"no MTU read from the client pod's interface {probe.get('iface') or '?'}")
+            rec = records.value_record(rep, float(mtu), observed_mtu=True)
+            rec["details"] = {"interface": probe.get("iface"), "source": PATH_MTU_NOTE}
+            return rec
+        raise _NotMeasured(f"unknown tool {step.tool}")
+    except (_NotMeasured, parsers.ParseError) as exc:
+        return records.error_record(rep, str(exc))
+
+
+def _cpu(rep: int, run: Mapping[str, Any], res: parsers.Iperf3Result, cpus: Mapping[str, int | None]) -> dict[str, Any]:
+    """cpu-tcp: both nodes' busy CPU time during the test minus their idle baseline, per Gbit."""
+    offered = _float(run.get("offered_mbit"))
+    if not offered:
+        raise _NotMeasured("the runner recorded no offered rate")
+    snaps = run.get("cpu") or {}
+    busy_s: dict[str, float] = {}
+    baseline_s: dict[str, float] = {}
+    walls: list[float] = []
+    idle_per_s = 0.0
+    fractions: dict[str, float] = {}
+    for who in ("client", "server"):
+        n_cpus = cpus.get(who)
+        idle = _stat_lines((snaps.get("idle") or {}).get(who))
+        before = _stat_lines((snaps.get("before") or {}).get(who))
+        after = _stat_lines((snaps.get("after") or {}).get(who))
+        if len(idle) < 2 or not before or not after:
+            raise _NotMeasured(f"no /proc/stat snapshots of the {who} node around the CPU test")
+        if not n_cpus:
+            raise _NotMeasured(f"the {who} node's CPU count is unknown")
+        (ib0, it0), (ib1, it1) = idle[0], idle[-1]
+        (b0, t0), (b1, t1) = before[0], after[-1]
+        if it1 <= it0 or t1 <= t0:
+            raise _NotMeasured(f"the {who} node's /proc/stat did not advance")
+        idle_fraction = (ib1 - ib0) / (it1 - it0)  # of all the node's CPUs
+        total_s = (t1 - t0) / parsers.USER_HZ  # CPU seconds of the node: wall x CPUs
+        busy_s[who] = (b1 - b0) / parsers.USER_HZ
+        baseline_s[who] = idle_fraction * total_s
+        walls.append(total_s / n_cpus)
+        idle_per_s += idle_fraction * n_cpus
+        fractions[who] = (b1 - b0) / (t1 - t0)
+    rec = records.cpu_record(
+        rep, res, target_gbit=offered / 1000, machine_busy_s=sum(busy_s.values()), idle_busy_per_s=idle_per_s,
+        wall_s=statistics.fmean(walls), cpus=sum(int(cpus[w] or 0) for w in ("client", "server")),
+        sides={who: busy_s[who] - baseline_s[who] for who in ("client", "server")}, source=CPU_SOURCE)
+    for who, frac in fractions.items():
+        rec["cpu"][f"{who}_busy_percent"] = 100 * frac
+        rec["cpu"][f"{who}_idle_baseline_cpu_seconds"] = baseline_s[who]
+    rec["details"]["target"] = run.get("target")
+    saturated = [who for who, frac in fractions.items() if frac >= records.SATURATION_FRACTION]
+    if rec["valid"] and saturated:
+        who = saturated[0]
+        rec["cpu"].pop("cpu_seconds_per_gbit", None)
+        records.invalid(rec, f"the {who} node was saturated ({100 * fractions[who]:.0f} % busy): the CPU figure "
+                             f"would measure the machine, not the datapath")
     return rec
 
 
-def _tail(text: Any, n: int = 300) -> str:
-    return str(text or "").strip()[-n:] or "no output"
-
-
-def _iperf3_into(rec: dict[str, Any], run: Mapping[str, Any]) -> float:
-    out = run.get("output") or ""
-    if not str(out).strip():
-        raise RuntimeError(f"iperf3 printed nothing (exit {run.get('rc')}): {_tail(run.get('stderr'))}")
-    res = parsers.parse_iperf3(out)
-    rec["value"] = res.gbit_per_second
-    rec["details"] = iperf3_details(res, run.get("target"))
-    return res.gbit_per_second * res.duration_s
-
-
-def _hey_into(rec: dict[str, Any], run: Mapping[str, Any], step: Step) -> None:
-    out = run.get("output") or ""
-    if not str(out).strip():
-        raise RuntimeError(f"hey printed nothing (exit {run.get('rc')}): {_tail(run.get('stderr'))}")
-    res = parse_hey_histogram(out, step.duration)
-    rec["value"] = res.p99_ms
-    rec["percentiles"] = res.percentiles()
-    target = _float(run.get("target_rate"))
-    rec["details"] = {"rate": res.rate, "target_rate": target, "requests": res.requests, "errors": res.errors,
-                      "max_ms": res.max_ms, "mean_ms": res.mean_ms, "status_codes": res.status_codes,
-                      "qps_per_worker": _float(run.get("qps")), "workers": plan_workers(run),
-                      "target": run.get("target")}
-    if target:
-        rec["details"]["rate_shortfall_percent"] = max(0.0, 100.0 * (1 - res.rate / target))
-    if int(run.get("rc") or 0) != 0:
-        raise RuntimeError(f"hey exited with {run.get('rc')}: {_tail(run.get('stderr'))}")
-    problem = parsers.hey_error_problem(res)
-    if problem:
-        raise RuntimeError(problem)
-
-
-def plan_workers(run: Mapping[str, Any]) -> int | None:
-    return _int(run.get("workers"))
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
+# --------------------------------------------------------------------------- document
 
 
 def _subjects_skeleton(plan: SuitePlan, ctx: RunContext) -> dict[str, dict[str, Any]]:
@@ -207,17 +356,21 @@ def _subjects_skeleton(plan: SuitePlan, ctx: RunContext) -> dict[str, dict[str, 
     return {HOST: host, plan.variant: var}
 
 
-def _new_document(plan: SuitePlan, ctx: RunContext, environment: dict[str, Any]) -> dict[str, Any]:
+def _new_document(plan: SuitePlan, ctx: RunContext, environment: dict[str, Any], done: int = 0) -> dict[str, Any]:
+    s = plan.settings
     params = {
-        "duration_s": plan.duration,
+        "duration_s": s.duration_s,
         "repeat": plan.repeat,
-        "streams": plan.streams,
-        "latency_duration_s": plan.duration,
-        "latency_sizes": list(plan.response_sizes),
-        "latency_loads": [lvl / 100 for lvl in plan.load_levels],
-        "extra": {"benchmark_run": plan.run, "benchmark_timeout_s": plan.timeout, "latency_workers": plan.workers,
-                  "udp_bandwidth": "unlimited (-b 0)", "plan_digest": plan.digest(),
-                  "load_levels_percent": list(plan.load_levels)},
+        "streams": s.streams,
+        "latency_duration_s": s.rr_duration_s,
+        "latency_loads": list(s.load_fractions),
+        "suite": {**s.as_parameters(), "udp_datagram_bytes": plan.udp_size},
+        # a fixed number of repetitions in the cloud (benchmarkRepeat): no adaptive stop
+        "repetitions": {"min": s.repeat_min, "max": s.repeat_max, "target_half_width": s.target_half_width,
+                        "done": done, "stopped": "not-adaptive"},
+        "extra": {"benchmark_run": plan.run, "benchmark_timeout_s": plan.timeout, "plan_digest": plan.digest(),
+                  "load_levels_percent": list(plan.load_levels), "busy_threshold": definition.BUSY_THRESHOLD,
+                  "guard_seconds": definition.GUARD_SECONDS, "path_mtu": PATH_MTU_NOTE, "calibration": {}},
     }
     run_id = f"{ctx.stack or plan.variant}-run-{plan.run}"
     return results.new_document("cloud", run_id=run_id, environment=environment, parameters=params, reference=HOST)
@@ -237,8 +390,32 @@ def empty_result(plan: SuitePlan, ctx: RunContext, reason: str, status: str = "n
         else:
             subject.update(status="error", error=reason)
         doc["subjects"].append(subject)
-    doc["extra"] = {"status": status, "message": reason, "errors": [reason] if status != "no-output" else []}
+    doc["extra"] = {"status": status, "message": reason, "errors": [reason] if status != "no-output" else [],
+                    "tests_ok": 0, "tests_total": 0,
+                    "ranking": {"allowed": False, "reason": "no figures: " + reason}}
     return doc
+
+
+def _verdict(n_blocks: int, bad: int, unsampled: int) -> dict[str, Any]:
+    threshold = definition.BUSY_THRESHOLD
+    if bad:
+        verdict = (f"{bad} of {n_blocks} subject repetitions ran while a node was busy with other work (more than "
+                   f"{100 * threshold:g} % of its cores before the repetition); their figures are left out")
+    elif unsampled:
+        verdict = (f"no contamination seen, but {unsampled} of {n_blocks} subject repetitions had no "
+                   f"background-load sample")
+    else:
+        verdict = f"no contamination: both nodes were idle (< {100 * threshold:g} % busy) before every repetition"
+    allowed = bad == 0 and n_blocks > 0
+    reason = None
+    if bad:
+        reason = ("repetitions were contaminated by other work on the nodes: rerun (benchmarkRun) before ranking "
+                  "datapaths")
+    elif not n_blocks:
+        reason = "no repetition was guarded"
+    return {"contamination": {"repetitions": n_blocks, "contaminated": bad, "retried": 0,
+                              "threshold_busy_fraction": threshold, "verdict": verdict},
+            "ranking": {"allowed": allowed, "reason": reason}}
 
 
 def build_result(stdout: str, plan: SuitePlan, ctx: RunContext | None = None) -> dict[str, Any]:
@@ -257,80 +434,80 @@ def build_result(stdout: str, plan: SuitePlan, ctx: RunContext | None = None) ->
         doc["extra"]["errors"] = [str(raw["fatal"]), *map(str, raw.get("errors") or [])]
         return doc
 
-    doc = _new_document(plan, ctx, _environment(raw, plan, ctx))
+    env = _environment(raw, ctx)
+    doc = _new_document(plan, ctx, env)
     subjects = _subjects_skeleton(plan, ctx)
     doc["subjects"] = list(subjects.values())
-    env_nodes = doc["environment"]["extra"]["nodes"]
+    env_nodes = env["extra"]["nodes"]
     subjects[HOST]["extra"] = {"node_interface_mtu": {r: env_nodes[r]["node_mtu"] for r in ("client", "server")}}
     subjects[plan.variant]["extra"] = {
         "pod_interface_mtu": {r: env_nodes[r]["pod_interface_mtu"] for r in ("client", "server")},
         "node_interface_mtu": {r: env_nodes[r]["node_mtu"] for r in ("client", "server")},
     }
-    pod_mtu = env_nodes["client"]["pod_interface_mtu"] or env_nodes["server"]["pod_interface_mtu"]
-    if pod_mtu:
-        subjects[plan.variant]["observed_mtu"] = pod_mtu  # the MTU in effect on the pod interface
 
     errors = [str(e) for e in raw.get("errors") or []]
     pods = raw.get("pods") or {}
-    placement = _placement_problems(pods, ctx)
-    errors += placement
+    errors += _placement_problems(pods, ctx)
     for name, _role, _hn, _serves in PODS:
         p = pods.get(name) or {}
         if not p.get("ready"):
             errors.append(f"pod {name} was not ready: {_tail(p.get('error'))}")
 
-    # calibration: the host's maximum rate per size (the 100 % of the load levels)
-    max_rates: dict[str, Any] = {}
-    by_id = {s.id: s for s in (*plan.calibrations, *plan.steps)}
-    runs = raw.get("runs") or []
-    for run in runs:
-        step = by_id.get(str(run.get("id")))
-        if step is None or step.tool != "hey-max":
-            continue
-        try:
-            if run.get("skipped"):
-                raise RuntimeError(f"not run: {run['skipped']}")
-            res = parse_hey_histogram(run.get("output") or "", step.duration)
-            max_rates[str(step.size)] = {"rate": res.rate, "p99_ms": res.p99_ms, "requests": res.requests,
-                                         "errors": res.errors}
-        except (RuntimeError, parsers.ParseError) as exc:
-            max_rates[str(step.size)] = {"rate": None, "error": str(exc)}
-            errors.append(f"calibration of the host's maximum rate for {step.size} B failed: {exc}")
-    doc["parameters"]["extra"]["latency_max_rate_on_host"] = max_rates
+    doc["parameters"]["extra"]["calibration"] = _calibration(raw, plan, errors)
+    guards = _guards(raw)
 
-    tests: dict[str, dict[str, Any]] = {}
-    for subject_name, specs in plan.tests().items():
-        for spec in specs:
-            test = results.new_test(spec.name, spec.kind, _path_of(plan, subject_name, spec.name), spec.unit,
-                                    higher_is_better=spec.higher_is_better, reference_test=spec.reference_test)
-            test["parameters"] = dict(spec.parameters)
+    tools = env["extra"]["tools"]
+    tests: dict[str, tuple[dict[str, Any], PlannedTest]] = {}
+    for subject_name, subject_tests in plan.tests().items():
+        for p in subject_tests:
+            d = p.definition
+            statistic = d.statistic
+            if d.kind == "mtu":
+                statistic = "MTU of the client pod's default-route interface (the path MTU is not probed)"
+            test = results.new_test(d.name, d.kind, p.path, d.unit, higher_is_better=d.higher_is_better,
+                                    reference_test=d.reference_test, tool=_tool_label(d, tools),
+                                    statistic=statistic, closed_loop=d.closed_loop)
+            test["parameters"] = dict(d.parameters)
+            if d.kind == "mtu":
+                test["parameters"]["path_mtu_probed"] = False
             subjects[subject_name]["tests"].append(test)
-            tests[f"{subject_name}/{spec.name}"] = test
-    for run in runs:
-        step = by_id.get(str(run.get("id")))
-        if step is None or step.tool == "hey-max":
+            tests[f"{subject_name}/{d.name}"] = (test, p)
+
+    cpus = {"client": env_nodes["client"]["cpus"], "server": env_nodes["server"]["cpus"]}
+    done = 0
+    for run in raw.get("runs") or []:
+        if run.get("phase") == "calibration":
             continue
-        test = tests[step.id]
-        rec = _run_record(run, step, plan)
+        step = plan.step_of(str(run.get("id")))
+        if step is None or step.id not in tests:
+            continue
+        test, planned = tests[step.id]
+        rec = _record(run, step, planned, plan, cpus)
+        sample, contaminated = guards.get((rec["index"], step.subject), (None, False))
+        rec["contaminated"] = contaminated
+        if sample is not None:
+            rec["guard"] = sample
         test["repetitions"].append(rec)
-        if rec.get("value") is not None and "error" not in rec:
-            test["samples"].append(rec["value"])
-        elif rec.get("error"):
-            test["error"] = rec["error"]
-            if rec.get("value") is not None:  # measured but rejected (e.g. too many HTTP errors)
-                rec.pop("value")
-    for test in tests.values():
+        done = max(done, rec["index"] + 1)
+    for test, _p in tests.values():
         if not test["repetitions"]:
-            test.update(status="error", error="not run (the runner stopped before this test)")
+            test["error"] = "not run (the runner stopped before this test)"
+    doc["parameters"]["repetitions"]["done"] = done
+
     results.finalize(doc)
-    summarize_node_usage(doc)
     for subject in doc["subjects"]:
+        mtu = next((t for t in subject["tests"] if t["kind"] == "mtu"), None)
+        if mtu and mtu["stats"]["median"] is not None:
+            subject["observed_mtu"] = int(mtu["stats"]["median"])  # the interface MTU in effect
         if subject["tests"] and all(t["status"] == "error" for t in subject["tests"]):
             first = next((t.get("error") for t in subject["tests"] if t.get("error")), "every test failed")
             subject.update(status="error", error=f"every test failed; first error: {first}")
     n_ok = sum(1 for s in doc["subjects"] for t in s["tests"] if t["status"] == "ok")
     n_all = sum(len(s["tests"]) for s in doc["subjects"])
     status = "complete" if n_ok == n_all and not errors else ("failed" if n_ok == 0 else "partial")
+    n_blocks = len(guards)
+    bad = sum(1 for _s, c in guards.values() if c)
+    unsampled = sum(1 for s, _c in guards.values() if s["busy_fraction"] is None)
     doc["extra"] = {
         "status": status,
         "tests_ok": n_ok,
@@ -341,12 +518,9 @@ def build_result(stdout: str, plan: SuitePlan, ctx: RunContext | None = None) ->
         "pods": {name: {"node": (pods.get(name) or {}).get("node"), "ip": (pods.get(name) or {}).get("ip"),
                         "ready": bool((pods.get(name) or {}).get("ready"))} for name, *_ in PODS},
         "service_ip": raw.get("service_ip"),
+        **_verdict(n_blocks, bad, unsampled),
     }
     return doc
-
-
-def _path_of(plan: SuitePlan, subject: str, test: str) -> str:
-    return next(s.path for s in plan.steps if s.subject == subject and s.test == test)
 
 
 def _placement_problems(pods: Mapping[str, Any], ctx: RunContext) -> list[str]:

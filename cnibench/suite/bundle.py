@@ -8,9 +8,9 @@ import json
 import shlex
 from typing import Mapping
 
+from cnibench.suite import definition
 from cnibench.suite.manifests import _script, pod_manifests
 from cnibench.suite.plan import (
-    HEY_REQUEST_TIMEOUT_S,
     HTTP_PORT,
     IPERF3_PORT,
     NAMESPACE,
@@ -18,6 +18,10 @@ from cnibench.suite.plan import (
     PODS,
     RAW_FORMAT,
     SERVICE,
+    SOCKPERF_PORT,
+    TSV_COLUMNS,
+    WRK_REQUEST_TIMEOUT,
+    WRK_SCRIPT,
     SuitePlan,
 )
 
@@ -30,15 +34,20 @@ def plan_env(plan: SuitePlan, client_node: str = "", server_node: str = "") -> s
         "BENCH_NAMESPACE": NAMESPACE,
         "BENCH_SERVICE": SERVICE,
         "BENCH_PODS": " ".join(p[0] for p in PODS),
+        "BENCH_CLIENT_PODS": " ".join(p[0] for p in PODS if p[1] == "client"),
         "BENCH_CLIENT_HOST_POD": "cnibench-cli-host",
         "BENCH_SERVER_HOST_POD": "cnibench-srv-host",
+        # the order of the subjects within a repetition (host first, as in the lab)
+        "BENCH_SUBJECTS": " ".join(plan.subjects),
         "BENCH_REPEAT": plan.repeat,
         "BENCH_TIMEOUT": plan.timeout,
         "BENCH_POD_TIMEOUT": POD_READY_TIMEOUT_S,
+        "BENCH_GUARD_SECONDS": f"{definition.GUARD_SECONDS:g}",
         "BENCH_IPERF3_PORT": IPERF3_PORT,
+        "BENCH_SOCKPERF_PORT": SOCKPERF_PORT,
         "BENCH_HTTP_PORT": HTTP_PORT,
-        "BENCH_HEY_WORKERS": plan.workers,
-        "BENCH_HEY_REQUEST_TIMEOUT": HEY_REQUEST_TIMEOUT_S,
+        "BENCH_WRK_SCRIPT": WRK_SCRIPT,
+        "BENCH_WRK_TIMEOUT": WRK_REQUEST_TIMEOUT,
         "BENCH_CLIENT_NODE": client_node,
         "BENCH_SERVER_NODE": server_node,
     }
@@ -46,11 +55,12 @@ def plan_env(plan: SuitePlan, client_node: str = "", server_node: str = "") -> s
 
 
 def steps_tsv(plan: SuitePlan) -> str:
-    header = "# id\ttool\tclient\ttarget\tduration\ttimeout\tstreams\tproto\tsize\tlevel\n"
+    """The calibrations, then every step of both subjects (bench.sh picks them by phase and subject)."""
+    header = "# " + "\t".join(TSV_COLUMNS) + "\n"
     return header + "".join(s.tsv() + "\n" for s in (*plan.calibrations, *plan.steps))
 
 
-BUNDLED_SCRIPTS = ("bench.sh", "collect.py", "probe.sh", "hey-reduce.awk")
+BUNDLED_SCRIPTS = ("bench.sh", "collect.py", "probe.sh", "wrk-report.lua")
 
 
 def bundle(plan: SuitePlan, client_node: str = "", server_node: str = "") -> dict[str, str]:
@@ -83,5 +93,3 @@ DELETE_COMMAND = (
     "--ignore-not-found --wait=true --timeout=300s || true\n"
 )
 
-
-# --------------------------------------------------------------------------- raw output parsing

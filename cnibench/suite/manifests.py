@@ -15,6 +15,7 @@ from cnibench.suite.plan import (
     RUN_TOKEN,
     SCRIPTS_DIR,
     SERVICE,
+    SOCKPERF_PORT,
     SuitePlan,
 )
 
@@ -26,6 +27,9 @@ def _script(name: str) -> str:
 def pod_manifests(plan: SuitePlan) -> list[dict[str, Any]]:
     """Namespace, the four benchmark pods and the service in front of the variant's server pod.
 
+    The server pods run an iperf3 server, a TCP and a UDP sockperf server and nginx (one file
+    per response size of the HTTP and connection-rate tests); see ``runner/pod-setup.sh``.
+
     Every pod is pinned with a nodeSelector on the role label the cluster component puts on the
     nodes; the hostNetwork pod of each node downloads the tools (Debian packages) into a hostPath
     directory from which the pod-network pod of that node installs them; it tolerates the control-plane taint (with ``controlPlaneOnBenchmarkNode`` the client
@@ -33,7 +37,7 @@ def pod_manifests(plan: SuitePlan) -> list[dict[str, Any]]:
     in the reference).
     """
     setup = _script("pod-setup.sh")
-    sizes = [str(s) for s in plan.response_sizes]
+    sizes = [str(s) for s in plan.served_sizes]
     manifests: list[dict[str, Any]] = [{
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -54,8 +58,8 @@ def pod_manifests(plan: SuitePlan) -> list[dict[str, Any]]:
                 "name": "bench",
                 "image": IMAGE,
                 "command": ["/bin/sh", "-c", setup, "pod-setup", "server" if serves else "client",
-                            "host" if host_network else "pod", RUN_TOKEN, str(IPERF3_PORT), str(HTTP_PORT),
-                            *sizes],
+                            "host" if host_network else "pod", RUN_TOKEN, str(IPERF3_PORT), str(SOCKPERF_PORT),
+                            str(HTTP_PORT), *sizes],
                 "volumeMounts": [{"name": "debs", "mountPath": "/cnibench-debs"}],
                 "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/cnibench-ready"]},
                                    "periodSeconds": 2, "failureThreshold": 1},

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# cnibench benchmark runner, run as root on the control plane by components/benchmark.py.
+# cnibench benchmark runner, run as root on the control plane by cnibench/program/benchmark.py.
 #
 # Usage: bench.sh WORKDIR
-#   WORKDIR holds plan.env (settings), steps.tsv (the suite, from cnibench/bench.py),
-#   manifests.json (namespace, pods, service), probe.sh, hey-reduce.awk and collect.py.
+#   WORKDIR holds plan.env (settings), steps.tsv (the suite, from cnibench/suite/plan.py),
+#   manifests.json (namespace, pods, service), probe.sh, wrk-report.lua and collect.py.
 #
-# Creates the benchmark pods, runs every step of steps.tsv (calibrations once, the others
-# BENCH_REPEAT times, interleaved), each under a timeout, samples /proc/stat and /proc/meminfo
-# of both nodes before and after each step, and records every error instead of stopping. The
-# namespace (pods and service) is deleted whatever happens (EXIT trap). stdout carries exactly
-# one JSON document (collect.py); progress goes to stderr. The exit status is 0 once the plan is
-# read: failures are in the document, so that they reach the stack output.
+# Creates the benchmark pods, measures the host network's maxima once (the calibration steps of
+# steps.tsv), then runs BENCH_REPEAT repetitions; a repetition runs, for each subject in
+# BENCH_SUBJECTS (host first, then the variant), a background-load guard (/proc/stat of both
+# nodes over BENCH_GUARD_SECONDS) and then every step of that subject, each under a timeout.
+# The CPU test also samples both nodes' idle load just before it and their /proc/stat around
+# it. Every error is recorded instead of stopping. The namespace (pods and service) is deleted
+# whatever happens (EXIT trap). stdout carries exactly one JSON document (collect.py); progress
+# goes to stderr. The exit status is 0 once the plan is read: failures are in the document, so
+# that they reach the stack output.
+#
+# steps.tsv (tab-separated, "-" for an unused field; the column list is plan.TSV_COLUMNS):
+#   id phase tool mode client target duration timeout omit streams proto size rate connections
+#   reply_every calibration fraction idle
 set -u -o pipefail
 
 W=${1:?usage: bench.sh WORKDIR}
@@ -18,7 +25,7 @@ W=${1:?usage: bench.sh WORKDIR}
 . "$W/plan.env"
 export KUBECONFIG="${KUBECONFIG:-/etc/kubernetes/admin.conf}"
 R="$W/raw"
-mkdir -p "$R/pods" "$R/runs"
+mkdir -p "$R/pods" "$R/runs" "$R/calib" "$R/guards"
 
 log() { printf '%s cnibench-bench: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 note_error() { printf '%s\n' "$*" >>"$R/errors"; log "error: $*"; }
@@ -102,6 +109,13 @@ for pod in $BENCH_PODS; do
         kc exec -i "$pod" -- sh -s <"$W/probe.sh" >"$R/pods/$pod.probe" 2>&1 || note_error "probing $pod failed"
     fi
 done
+# wrk's report script, into every client pod (wrk -s reads it there)
+for pod in $BENCH_CLIENT_PODS; do
+    if is_ready "$pod"; then
+        kc exec -i "$pod" -- sh -c "cat >$BENCH_WRK_SCRIPT" <"$W/wrk-report.lua" >/dev/null 2>&1 ||
+            note_error "copying wrk-report.lua into $pod failed"
+    fi
+done
 kc get service "$BENCH_SERVICE" -o jsonpath='{.spec.clusterIP}' >"$R/service-ip" 2>/dev/null || true
 
 target_ip() {
@@ -112,52 +126,123 @@ target_ip() {
     fi
 }
 
-# /proc/stat's first line and the memory totals of both nodes (hostNetwork pods see the host's)
+# the hostNetwork pod of a node role: it reads that node's /proc (/proc/stat is not per namespace)
+node_pod() { if [ "$1" = client ]; then echo "$BENCH_CLIENT_HOST_POD"; else echo "$BENCH_SERVER_HOST_POD"; fi; }
+
+# /proc/stat's first line of both nodes, read at the same time: PREFIX.client, PREFIX.server
 snapshot() {
     local who pod
     for who in client server; do
-        if [ "$who" = client ]; then pod=$BENCH_CLIENT_HOST_POD; else pod=$BENCH_SERVER_HOST_POD; fi
+        pod=$(node_pod "$who")
         is_ready "$pod" || continue
-        kc exec "$pod" -- sh -c 'head -n 1 /proc/stat; grep -E "^Mem(Total|Available):" /proc/meminfo' \
-            >"$1.$who" 2>/dev/null || true
+        kc exec "$pod" -- head -n 1 /proc/stat >"$1.$who" 2>/dev/null </dev/null &
     done
+    wait
+}
+
+# both nodes' /proc/stat first line, SECONDS apart, each pair read inside its node (the exec's
+# own start-up is outside the window): PREFIX.client, PREFIX.server, two lines each
+sample_load() {
+    local who pod
+    for who in client server; do
+        pod=$(node_pod "$who")
+        is_ready "$pod" || continue
+        # shellcheck disable=SC2016  # $1 is expanded by the pod's shell
+        kc exec "$pod" -- sh -c 'head -n 1 /proc/stat; sleep "$1"; head -n 1 /proc/stat' sh "$2" \
+            >"$1.$who" 2>/dev/null </dev/null &
+    done
+    wait
+}
+
+# ---------------------------------------------------------------- background-load guard
+g=0
+guard() {
+    local rep=$1 subject=$2 d
+    g=$((g + 1))
+    d=$(printf '%s/guards/%04d' "$R" "$g")
+    mkdir -p "$d"
+    printf 'rep=%s\nsubject=%s\nseconds=%s\n' "$rep" "$subject" "$BENCH_GUARD_SECONDS" >"$d/meta"
+    if (($(date +%s) + 30 > deadline)); then
+        printf 'skipped=benchmarkTimeout (%ss) reached\n' "$BENCH_TIMEOUT" >>"$d/meta"
+        return
+    fi
+    sample_load "$d/load" "$BENCH_GUARD_SECONDS"
+}
+
+# ---------------------------------------------------------------- calibration values
+# the host's maximum, from a calibration step's output, into $R/calib/NAME (read by later steps)
+calibrated() {
+    local name=$1 tool=$2 out=$3 value=""
+    case $tool in
+        sockperf)
+            # "sockperf: Summary: Message Rate is 488547 [msg/sec]" (sockperf 3.7, throughput mode)
+            value=$(sed -n 's/.*Summary: Message Rate is \([0-9][0-9.]*\) \[msg\/sec\].*/\1/p' "$out" | tail -n 1)
+            ;;
+        iperf3)
+            value=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"])' \
+                "$out" 2>/dev/null)
+            ;;
+    esac
+    if awk -v v="$value" 'BEGIN { exit !(v + 0 > 0) }'; then
+        printf '%s\n' "$value" >"$R/calib/$name"
+        log "calibration $name = $value"
+    else
+        note_error "calibration $name on the host network failed: no rate in the output of $tool"
+    fi
 }
 
 # ---------------------------------------------------------------- one step
 n=0
 run_step() {
-    local rep=$1 id=$2 tool=$3 client=$4 target=$5 dur=$6 to=$7 streams=$8 proto=$9 size=${10} level=${11}
-    local d ip rc qps rate
+    local rep=$1 id=$2 phase=$3 tool=$4 mode=$5 client=$6 target=$7 dur=$8 to=$9 omit=${10} streams=${11}
+    local proto=${12} size=${13} rate=${14} conns=${15} every=${16} calib=${17} frac=${18} idle=${19}
+    local d ip rc base="" mps mbit
     n=$((n + 1))
     d=$(printf '%s/runs/%04d' "$R" "$n")
     mkdir -p "$d"
-    printf 'id=%s\nrep=%s\ntool=%s\nworkers=%s\n' "$id" "$rep" "$tool" "$BENCH_HEY_WORKERS" >"$d/meta"
+    printf 'id=%s\nrep=%s\nphase=%s\ntool=%s\nmode=%s\n' "$id" "$rep" "$phase" "$tool" "$mode" >"$d/meta"
     skip() { printf 'skipped=%s\n' "$1" >>"$d/meta"; log "skip $id (rep $rep): $1"; }
     if ! is_ready "$client"; then skip "client pod $client is not ready"; return; fi
     ip=$(target_ip "$target")
     if [ -z "$ip" ]; then skip "no address for $target (not ready)"; return; fi
     if (($(date +%s) + to > deadline)); then skip "benchmarkTimeout (${BENCH_TIMEOUT}s) reached"; return; fi
+    if [ "$calib" != - ]; then
+        base=$(cat "$R/calib/$calib" 2>/dev/null)
+        if [ -z "$base" ]; then skip "no reference rate: the host calibration $calib failed"; return; fi
+        printf 'calibration_value=%s\n' "$base" >>"$d/meta"
+    fi
     printf 'target=%s\n' "$ip" >>"$d/meta"
 
     local args=()
     case $tool in
         iperf3)
-            args=(iperf3 -J -c "$ip" -p "$BENCH_IPERF3_PORT" -t "$dur" -P "$streams")
-            if [ "$proto" = udp ]; then args+=(-u -b 0); fi
+            args=(iperf3 -J -c "$ip" -p "$BENCH_IPERF3_PORT" -t "$dur" -O "$omit" -P "$streams")
+            if [ "$proto" = udp ]; then args+=(-u -l "$size"); fi
+            if [ "$rate" != - ]; then args+=(-b "$rate"); fi
+            if [ "$mode" = cpu ]; then
+                # the offered rate: a fraction of the host's TCP maximum (bits/s), in whole Mbit/s
+                mbit=$(awk -v b="$base" -v f="$frac" 'BEGIN { v = b * f / 1e6; if (v < 1) v = 1; printf "%.0f", v }')
+                args+=(-b "${mbit}M")
+                printf 'offered_mbit=%s\n' "$mbit" >>"$d/meta"
+            fi
             ;;
-        hey-max)
-            args=(hey -z "${dur}s" -c "$BENCH_HEY_WORKERS" -t "$BENCH_HEY_REQUEST_TIMEOUT" -o csv
-                "http://$ip:$BENCH_HTTP_PORT/$size")
+        sockperf)
+            args=(sockperf "$mode" -i "$ip" -p "$BENCH_SOCKPERF_PORT" -t "$dur" -m "$size")
+            if [ "$proto" = tcp ]; then args+=(--tcp); fi
+            if [ "$mode" = throughput ]; then args+=(--mps max); fi
+            if [ "$mode" = under-load ]; then
+                # the offered rate: a fraction of the host's maximum message rate, whole messages/s
+                mps=$(awk -v b="$base" -v f="$frac" 'BEGIN { v = int(b * f); if (v < 1) v = 1; printf "%d", v }')
+                args+=(--mps "$mps" --reply-every "$every")
+                printf 'target_rate=%s\n' "$mps" >>"$d/meta"
+            fi
             ;;
-        hey)
-            rate=$(cat "$R/rate.$size" 2>/dev/null)
-            if [ -z "$rate" ]; then skip "no reference rate: the host calibration for $size B failed"; return; fi
-            qps=$(awk -v r="$rate" -v l="$level" -v w="$BENCH_HEY_WORKERS" 'BEGIN { printf "%.3f", r * l / 100 / w }')
-            printf 'target_rate=%s\nqps=%s\n' "$(awk -v r="$rate" -v l="$level" 'BEGIN { printf "%.3f", r * l / 100 }')" \
-                "$qps" >>"$d/meta"
-            args=(hey -z "${dur}s" -c "$BENCH_HEY_WORKERS" -q "$qps" -t "$BENCH_HEY_REQUEST_TIMEOUT" -o csv
-                "http://$ip:$BENCH_HTTP_PORT/$size")
+        wrk)
+            args=(wrk -t1 "-c$conns" "-d${dur}s" --timeout "$BENCH_WRK_TIMEOUT" -s "$BENCH_WRK_SCRIPT")
+            if [ "$mode" = close ]; then args+=(-H "Connection: close"); fi
+            args+=("http://$ip:$BENCH_HTTP_PORT/$size")
             ;;
+        mtu) ;;
         *)
             skip "unknown tool $tool"
             return
@@ -165,49 +250,59 @@ run_step() {
     esac
 
     log "run $id (rep $rep) -> $ip"
-    snapshot "$d/before"
+    if [ "$mode" = cpu ]; then
+        sample_load "$d/idle" "$idle"
+        snapshot "$d/before"
+    fi
     printf 'started=%s\n' "$(date +%s)" >>"$d/meta"
-    if [ "$tool" = iperf3 ]; then
-        timeout -k 10 "$((to + 15))" kubectl --request-timeout=0 -n "$BENCH_NAMESPACE" exec "$client" -- \
-            timeout -k 5 "$to" "${args[@]}" >"$d/out" 2>"$d/err"
+    if [ "$tool" = mtu ]; then
+        # the MTU of the client's default-route interface, as the probe reads it
+        timeout -k 10 "$to" kubectl --request-timeout=0 -n "$BENCH_NAMESPACE" exec -i "$client" -- \
+            sh -s <"$W/probe.sh" >"$d/out" 2>"$d/err"
         rc=$?
     else
-        # hey's CSV has one row per request: keep it in the pod and bring back its reduction
-        # shellcheck disable=SC2016  # "$@" is expanded by the pod's shell
         timeout -k 10 "$((to + 15))" kubectl --request-timeout=0 -n "$BENCH_NAMESPACE" exec "$client" -- \
-            timeout -k 5 "$to" sh -c '"$@" >/tmp/cnibench-hey.csv' hey "${args[@]}" >"$d/err" 2>&1
+            timeout -k 5 "$to" "${args[@]}" >"$d/out" 2>"$d/err" </dev/null
         rc=$?
-        kc exec -i "$client" -- awk -f /dev/stdin /tmp/cnibench-hey.csv <"$W/hey-reduce.awk" >"$d/out" 2>>"$d/err" ||
-            true
-        kc exec "$client" -- rm -f /tmp/cnibench-hey.csv >/dev/null 2>&1 || true
     fi
     printf 'ended=%s\nrc=%s\n' "$(date +%s)" "$rc" >>"$d/meta"
     if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then printf 'timed_out=1\n' >>"$d/meta"; fi
-    snapshot "$d/after"
+    if [ "$mode" = cpu ]; then snapshot "$d/after"; fi
 
-    if [ "$tool" = hey-max ] && [ "$rc" = 0 ]; then
-        awk -F, -v d="$dur" '!/^#/ && NR > 1 && $2 >= 200 && $2 < 400 { n += $3 } END { if (n > 0) printf "%.3f\n", n / d }' \
-            "$d/out" >"$R/rate.$size"
-        [ -s "$R/rate.$size" ] || rm -f "$R/rate.$size"
+    if [ "$phase" = calibration ]; then
+        if [ "$rc" = 0 ]; then
+            calibrated "${id#*/}" "$tool" "$d/out"
+        else
+            note_error "calibration ${id#*/} on the host network failed: $tool exited with $rc"
+        fi
     fi
     return 0
 }
 
+# every step of PHASE (and of SUBJECT, unless "*") in steps.tsv, for repetition REP
+run_steps() {
+    local rep=$1 phase=$2 subject=$3
+    local id ph tool mode client target dur to omit streams proto size rate conns every calib frac idle
+    # the steps are read from fd 3: nothing in the loop can eat them from stdin
+    while IFS=$'\t' read -r -u 3 id ph tool mode client target dur to omit streams proto size rate conns every \
+        calib frac idle; do
+        case $id in '#'* | '') continue ;; esac
+        [ "$ph" = "$phase" ] || continue
+        if [ "$subject" != "*" ] && [ "${id%%/*}" != "$subject" ]; then continue; fi
+        run_step "$rep" "$id" "$ph" "$tool" "$mode" "$client" "$target" "$dur" "$to" "$omit" "$streams" "$proto" \
+            "$size" "$rate" "$conns" "$every" "$calib" "$frac" "$idle" </dev/null
+    done 3<"$W/steps.tsv"
+}
+
 # ---------------------------------------------------------------- the suite
-log "calibrating the load levels on the host network"
-# the steps are read from fd 3: nothing in the loop can eat them from stdin
-while IFS=$'\t' read -r -u 3 id tool client target dur to streams proto size level; do
-    case $id in '#'* | '') continue ;; esac
-    [ "$tool" = hey-max ] || continue
-    run_step 0 "$id" "$tool" "$client" "$target" "$dur" "$to" "$streams" "$proto" "$size" "$level" </dev/null
-done 3<"$W/steps.tsv"
+log "calibrating the offered rates on the host network"
+run_steps 0 calibration "*"
 
 for ((rep = 0; rep < BENCH_REPEAT; rep++)); do
     log "repetition $((rep + 1)) of $BENCH_REPEAT"
-    while IFS=$'\t' read -r -u 3 id tool client target dur to streams proto size level; do
-        case $id in '#'* | '') continue ;; esac
-        [ "$tool" = hey-max ] && continue
-        run_step "$rep" "$id" "$tool" "$client" "$target" "$dur" "$to" "$streams" "$proto" "$size" "$level" </dev/null
-    done 3<"$W/steps.tsv"
+    for subject in $BENCH_SUBJECTS; do
+        guard "$rep" "$subject"
+        run_steps "$rep" test "$subject"
+    done
 done
 log "suite done"

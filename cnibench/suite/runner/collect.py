@@ -1,19 +1,28 @@
 """Assemble the raw results of bench.sh into one JSON document on stdout (format
-cnibench-bench-raw/1, read by cnibench.bench.build_result).
+cnibench-bench-raw/2, read by cnibench.suite.build.build_result).
 
 Runs on the control plane with the system python3 (standard library only). Keeps the runner's
-stdout small: iperf3 documents lose their per-second ``intervals``, hey's CSV arrives already
-reduced by hey-reduce.awk, node descriptions keep a few fields.
+stdout small: iperf3 documents lose their per-second ``intervals``, sockperf and wrk reports
+(about 1 kB each) lose their colour escapes and are capped, node descriptions keep a few fields.
+
+The document: ``runs`` (one per step execution: its meta, its output, for the CPU test the
+/proc/stat snapshots of both nodes: idle baseline pair, before, after), ``guards`` (the
+background-load sample before each subject's repetition: /proc/stat of both nodes,
+BENCH_GUARD_SECONDS apart), ``calibration`` (the host's maxima as bench.sh computed them and
+used them for the offered rates), pods, nodes and cluster facts.
 
 Usage: python3 collect.py WORKDIR
 """
 
 import json
 import os
+import re
 import sys
 
-FORMAT = "cnibench-bench-raw/1"
+FORMAT = "cnibench-bench-raw/2"
 TAIL = 2000  # characters kept of error outputs
+REPORT_MAX = 8000  # characters kept of a sockperf/wrk report (the head and the tail)
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def read(path, default=""):
@@ -54,6 +63,16 @@ def slim_iperf3(text):
     return text[-TAIL:]
 
 
+def slim_report(text):
+    """A sockperf or wrk report without colour escapes, at most REPORT_MAX characters (sockperf
+    names its peer at the top and summarizes at the bottom; wrk's CNIBENCH-WRK line is last)."""
+    text = ANSI.sub("", text)
+    if len(text) <= REPORT_MAX:
+        return text
+    half = REPORT_MAX // 2
+    return text[:half] + "\n[... cut by collect.py ...]\n" + text[-half:]
+
+
 def nodes(raw_dir):
     try:
         doc = json.loads(read(os.path.join(raw_dir, "nodes.json"), "{}") or "{}")
@@ -77,6 +96,62 @@ def nodes(raw_dir):
             "memory_capacity": cap.get("memory"),
         }
     return out
+
+
+def snapshots(d, prefix):
+    """PREFIX.client and PREFIX.server of a run or guard directory (absent: not taken)."""
+    out = {}
+    for who in ("client", "server"):
+        text = read(os.path.join(d, prefix + "." + who))
+        if text.strip():
+            out[who] = text
+    return out
+
+
+def run_record(d):
+    meta = keyvalues(read(os.path.join(d, "meta")))
+    out = read(os.path.join(d, "out"))
+    tool = meta.get("tool")
+    if tool == "iperf3" and out.strip():
+        out = slim_iperf3(out)
+    elif tool in ("sockperf", "wrk"):
+        out = slim_report(out)
+    rec = {
+        "id": meta.get("id"),
+        "rep": int(meta.get("rep") or 0),
+        "phase": meta.get("phase"),
+        "tool": tool,
+        "mode": meta.get("mode"),
+        "target": meta.get("target"),
+        "rc": int(meta["rc"]) if meta.get("rc", "").lstrip("-").isdigit() else None,
+        "timed_out": meta.get("timed_out") == "1",
+        "skipped": meta.get("skipped"),
+        "started": meta.get("started"),
+        "ended": meta.get("ended"),
+        "calibration_value": meta.get("calibration_value"),
+        "target_rate": meta.get("target_rate"),
+        "offered_mbit": meta.get("offered_mbit"),
+        "output": out,
+        "stderr": ANSI.sub("", read(os.path.join(d, "err")))[-TAIL:],
+    }
+    if meta.get("mode") == "cpu":
+        rec["cpu"] = {k: snapshots(d, k) for k in ("idle", "before", "after")}
+    return rec
+
+
+def guard_record(d):
+    meta = keyvalues(read(os.path.join(d, "meta")))
+    return {
+        "rep": int(meta.get("rep") or 0),
+        "subject": meta.get("subject"),
+        "seconds": meta.get("seconds"),
+        "skipped": meta.get("skipped"),
+        "load": snapshots(d, "load"),
+    }
+
+
+def entries(path):
+    return [os.path.join(path, e) for e in sorted(os.listdir(path))] if os.path.isdir(path) else []
 
 
 def main(workdir):
@@ -117,36 +192,9 @@ def main(workdir):
             "probe": keyvalues(read(base + ".probe")),
         }
     doc["pods"] = pods
-
-    runs = []
-    runs_dir = os.path.join(raw_dir, "runs")
-    for entry in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
-        d = os.path.join(runs_dir, entry)
-        meta = keyvalues(read(os.path.join(d, "meta")))
-        out = read(os.path.join(d, "out"))
-        if meta.get("tool") == "iperf3" and out.strip():
-            out = slim_iperf3(out)
-        runs.append({
-            "id": meta.get("id"),
-            "rep": int(meta.get("rep") or 0),
-            "tool": meta.get("tool"),
-            "target": meta.get("target"),
-            "rc": int(meta["rc"]) if meta.get("rc", "").lstrip("-").isdigit() else None,
-            "timed_out": meta.get("timed_out") == "1",
-            "skipped": meta.get("skipped"),
-            "started": meta.get("started"),
-            "ended": meta.get("ended"),
-            "workers": meta.get("workers"),
-            "qps": meta.get("qps"),
-            "target_rate": meta.get("target_rate"),
-            "output": out,
-            "stderr": read(os.path.join(d, "err"))[-TAIL:],
-            "usage": {
-                who: {"before": read(os.path.join(d, "before." + who)), "after": read(os.path.join(d, "after." + who))}
-                for who in ("client", "server")
-            },
-        })
-    doc["runs"] = runs
+    doc["calibration"] = {os.path.basename(p): read(p).strip() for p in entries(os.path.join(raw_dir, "calib"))}
+    doc["guards"] = [guard_record(d) for d in entries(os.path.join(raw_dir, "guards"))]
+    doc["runs"] = [run_record(d) for d in entries(os.path.join(raw_dir, "runs"))]
     json.dump(doc, sys.stdout, separators=(",", ":"))
     sys.stdout.write("\n")
 

@@ -1,8 +1,9 @@
 #!/bin/sh
-# Entry point of every cnibench benchmark pod (image: Debian bookworm, see cnibench/bench.py).
-# Installs iperf3, hey and nginx from Debian bookworm (the versions the local lab uses), then
-# either serves (iperf3 server + nginx with one file per response size) or waits for
-# `kubectl exec`. The pod is Ready once /tmp/cnibench-ready exists.
+# Entry point of every cnibench benchmark pod (image: Debian bookworm, see cnibench/suite/plan.py).
+# Installs iperf3, sockperf, wrk and nginx from Debian bookworm (the versions the local lab
+# uses), then either serves (an iperf3 server, a TCP and a UDP sockperf server on one port, and
+# nginx with one file per response size) or waits for `kubectl exec`. The pod is Ready once
+# /tmp/cnibench-ready exists.
 #
 # Only the hostNetwork pods download (the node's own network, whatever the CNI): they leave the
 # .deb files in a hostPath directory of their node, from which the pods on the CNI's network of
@@ -10,16 +11,17 @@
 # (ipvlan pods, for instance, have neither).
 #
 # Usage (the pod's command):
-#   sh -c "<this file>" pod-setup server|client host|pod TOKEN IPERF3_PORT HTTP_PORT SIZE...
+#   sh -c "<this file>" pod-setup server|client host|pod TOKEN IPERF3_PORT SOCKPERF_PORT HTTP_PORT SIZE...
 # TOKEN names this run's directory under the hostPath mount /cnibench-debs.
 set -eu
 role=$1
 net=$2
 token=$3
 iperf3_port=$4
-http_port=$5
-shift 5
-packages="iperf3 hey nginx-light"
+sockperf_port=$5
+http_port=$6
+shift 6
+packages="iperf3 sockperf wrk nginx-light"
 debs="/cnibench-debs/$token"
 
 export DEBIAN_FRONTEND=noninteractive
@@ -84,6 +86,10 @@ CONF
     # iperf3 serves one test at a time; a client killed mid-test would leave it busy until its
     # receive timeout: keep that short, and restart the server if it ever exits.
     (while true; do iperf3 -s -p "$iperf3_port" --rcv-timeout 15000 || true; sleep 1; done) &
+    # sockperf serves TCP and UDP on the same port (two servers); restarted like iperf3's.
+    # Their per-message output would be noise: only errors are kept, in /tmp.
+    (while true; do sockperf server --tcp -p "$sockperf_port" >/dev/null 2>>/tmp/sockperf-tcp.err || true; sleep 1; done) &
+    (while true; do sockperf server -p "$sockperf_port" >/dev/null 2>>/tmp/sockperf-udp.err || true; sleep 1; done) &
 fi
 touch /tmp/cnibench-ready
 exec sleep infinity

@@ -1,7 +1,9 @@
 #!/bin/sh
 # Describe the node (hostNetwork pod) or the pod network (other pods) this runs in, as
 # key=value lines: kernel, CPUs, memory, the default route's interface and its MTU, tool versions.
-# Run by bench.sh through `kubectl exec -i POD -- sh -s < probe.sh` (POSIX sh, Debian's dash).
+# Run by bench.sh through `kubectl exec -i POD -- sh -s < probe.sh` (POSIX sh, Debian's dash),
+# once per pod after start-up and as the `mtu` test of every repetition (the interface MTU in
+# effect: the image has no ping, so the path MTU is not probed in the cloud).
 echo "kernel=$(uname -r)"
 echo "cpus=$(nproc --all)"
 echo "cpu_model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
@@ -12,6 +14,9 @@ echo "iface=$iface"
 if [ -n "$iface" ] && [ -r "/sys/class/net/$iface/mtu" ]; then
     echo "mtu=$(cat "/sys/class/net/$iface/mtu")"
 fi
+# tool versions: the Debian package versions (what was installed), iperf3's own line too
 echo "iperf3=$(iperf3 --version 2>/dev/null | head -n1)"
-echo "hey=$(dpkg-query -W -f='${Version}' hey 2>/dev/null)"
+echo "iperf3_deb=$(dpkg-query -W -f='${Version}' iperf3 2>/dev/null)"
+echo "sockperf=$(dpkg-query -W -f='${Version}' sockperf 2>/dev/null)"
+echo "wrk=$(dpkg-query -W -f='${Version}' wrk 2>/dev/null)"
 echo "nginx=$(dpkg-query -W -f='${Version}' nginx-light 2>/dev/null)"
