@@ -290,6 +290,11 @@ def iperf3_details(res: Iperf3Result, target: Any = None) -> dict[str, Any]:
 #   when that index exists.
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def strip_escapes(text: str) -> str:
+    """``text`` without terminal colour escapes (sockperf colours its output)."""
+    return _ANSI_ESCAPE.sub("", text or "")
 _SP_NUM = r"([0-9]+(?:\.[0-9]+)?)"
 _SP_PEER = re.compile(r"IP = (\S+)\s+PORT =\s*(\d+)\s*#\s*(TCP|UDP)\b")
 _SP_VALID = re.compile(rf"\[Valid Duration\] RunTime={_SP_NUM} sec; SentMessages=(\d+); ReceivedMessages=(\d+)")
@@ -349,7 +354,7 @@ def parse_sockperf(text: str, mode: str | None = None) -> SockperfResult:
     """
     if mode is not None and mode not in SOCKPERF_MODES:
         raise ValueError(f"sockperf mode must be one of {SOCKPERF_MODES}, not {mode!r}")
-    clean = _ANSI_ESCAPE.sub("", text or "").replace("\r", "")
+    clean = strip_escapes(text).replace("\r", "")
     if not clean.strip():
         raise ParseError("sockperf: empty output")
     if "Usage: sockperf" in clean:

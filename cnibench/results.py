@@ -226,6 +226,14 @@ def _paired(test: dict[str, Any]) -> dict[int, float]:
     return {int(r["index"]): float(r["value"]) for r in test.get("repetitions", []) if _rep_valid(r)}
 
 
+def ratio_interval(test: dict[str, Any], reference: dict[str, Any]) -> _stats.RatioInterval:
+    """The ratio of ``test`` to the reference test over the repetitions both have valid and
+    uncontaminated, paired by repetition index (the lab's adaptive stop uses it mid-run)."""
+    mine, theirs = _paired(test), _paired(reference)
+    idx = sorted(set(mine) & set(theirs))
+    return _stats.paired_ratio_interval([mine[i] for i in idx], [theirs[i] for i in idx])
+
+
 def finalize(doc: dict[str, Any]) -> dict[str, Any]:
     """Compute per-test statistics, validity, CPU summaries and the ratio to the reference.
 
@@ -249,9 +257,7 @@ def finalize(doc: dict[str, Any]) -> dict[str, Any]:
                 if r is None or test["status"] != "ok" or r["status"] != "ok":
                     test["ratio"], test["efficiency"] = None, None
                     continue
-                mine, theirs = _paired(test), _paired(r)
-                idx = sorted(set(mine) & set(theirs))
-                iv = _stats.paired_ratio_interval([mine[i] for i in idx], [theirs[i] for i in idx])
+                iv = ratio_interval(test, r)
                 test["ratio"] = iv.as_dict() if iv.n else None
                 test["efficiency"] = iv.estimate if iv.n else None
         return doc

@@ -13,6 +13,10 @@ from cnibench.cli.console import err_console
 from cnibench.cli.extras import require_lab
 from cnibench.errors import ExitCode
 from cnibench.lab.datapaths import DATAPATHS, DEFAULT_DATAPATHS
+from cnibench.suite.definition import BUSY_THRESHOLD
+from cnibench.suite.definition import LAB_DEFAULTS as LAB
+
+LOADS_DEFAULT = ",".join(f"{fraction:g}" for fraction in LAB.load_fractions)
 
 
 def _parse_floats(text: str) -> tuple[float, ...]:
@@ -28,14 +32,14 @@ def lab(
         None, "--datapath", "-d", help=f"Datapath to measure (repeatable; default: all). One of: {', '.join(DATAPATHS)}. "
         "'host' (the reference) is always measured."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Measured seconds per iperf3 test (default 1, after --omit)."),
-    omit: int = typer.Option(1, "--omit", help="iperf3 -O: seconds of slow start not counted (default 1)."),
+    omit: int = typer.Option(LAB.omit_s, "--omit", help="iperf3 -O: seconds of slow start not counted (default 1)."),
     rr_duration: Optional[float] = typer.Option(None, "--rr-duration",
                                                 help="Seconds per sockperf/wrk test (default 1)."),
     repeat: Optional[int] = typer.Option(None, "--repeat", "-r",
                                          help="A fixed number of repetitions (default: adaptive, see --repeat-min)."),
-    repeat_min: int = typer.Option(3, "--repeat-min", help="Adaptive repetitions: at least this many."),
-    repeat_max: int = typer.Option(4, "--repeat-max", help="Adaptive repetitions: at most this many."),
-    target: float = typer.Option(0.05, "--target-half-width",
+    repeat_min: int = typer.Option(LAB.repeat_min, "--repeat-min", help="Adaptive repetitions: at least this many."),
+    repeat_max: int = typer.Option(LAB.repeat_max, "--repeat-max", help="Adaptive repetitions: at most this many."),
+    target: float = typer.Option(LAB.target_half_width, "--target-half-width",
                                  help="Adaptive repetitions stop once every primary ratio's 95 %% interval is "
                                       "within +- this fraction."),
     out: Path = typer.Option(Path("results/lab"), "--out", "-o", help="Directory for the JSON result and PNG chart."),
@@ -48,11 +52,11 @@ def lab(
                                     help="Skip the sockperf and wrk tests (request/response, connection rate, "
                                          "latency under load, HTTP)."),
     no_cpu: bool = typer.Option(False, "--no-cpu", help="Skip the CPU-cost test at a fixed offered rate."),
-    loads: str = typer.Option("0.3", "--loads",
+    loads: str = typer.Option(LOADS_DEFAULT, "--loads",
                               help="Constant-rate latency loads as fractions of the host's maximum message rate, "
                                    "e.g. 0.3,0.5."),
-    udp_rate: int = typer.Option(500, "--udp-rate", help="Offered UDP rate in Mbit/s (fixed for every datapath)."),
-    busy_threshold: float = typer.Option(0.25, "--busy-threshold",
+    udp_rate: int = typer.Option(LAB.udp_rate_mbit, "--udp-rate", help="Offered UDP rate in Mbit/s (fixed for every datapath)."),
+    busy_threshold: float = typer.Option(BUSY_THRESHOLD, "--busy-threshold",
                                          help="Background-load guard: a repetition is contaminated when other work "
                                               "keeps more than this share of all cores busy just before it."),
     service_proxy: str = typer.Option("nft", "--service-proxy", help="nft or iptables DNAT for the service test."),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-import re
 import signal
 import subprocess
 from dataclasses import dataclass, field, replace
@@ -14,7 +14,7 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from cnibench import results, stats
+from cnibench import parsers, results, stats
 from cnibench.errors import ExitCode
 from cnibench.lab import measure, nsutil, preflight, topology
 from cnibench.lab.datapaths import DATAPATHS, DEFAULT_DATAPATHS, KernelFeatureMissing, L2AdjacencyError
@@ -56,7 +56,7 @@ class LabOptions:
     cpu: bool = True
     latency_loads: tuple[float, ...] = definition.LAB_DEFAULTS.load_fractions
     udp_rate_mbit: int = definition.LAB_DEFAULTS.udp_rate_mbit
-    busy_threshold: float = 0.25  # background-load guard: other work above this share of all cores
+    busy_threshold: float = definition.BUSY_THRESHOLD  # guard: other work above this share of all cores
     guard_seconds: float = 0.5
     guard_retries: int = 2
     service_proxy: str = "nft"
@@ -363,7 +363,7 @@ def _guard(opts: LabOptions, guard: dict, progress: Progress, subject: str, rep:
     for attempt in range(opts.guard_retries + 1):
         sample = measure.sample_load(opts.guard_seconds)
         sample = {k: round(v, 4) if isinstance(v, float) else v for k, v in sample.items()}
-        if sample["busy_fraction"] <= opts.busy_threshold:
+        if not definition.contaminated(sample["busy_fraction"], opts.busy_threshold):
             return sample, False
         if attempt < opts.guard_retries:
             guard["retried"] += 1
@@ -381,22 +381,10 @@ def _primary_intervals(blocks: list[_Block]) -> dict[str, stats.RatioInterval]:
     if host is None:
         return {}
     host_tests = {s.test["name"]: s.test for s in host.steps}
-    out: dict[str, stats.RatioInterval] = {}
-
-    def values(test: dict) -> dict[int, float]:
-        return {r["index"]: r["value"] for r in test["repetitions"] if r.get("valid") and not r.get("contaminated")}
-
-    for block in blocks:
-        if block is host:
-            continue
-        for step in block.steps:
-            if not step.definition.primary or step.test["name"] not in host_tests:
-                continue
-            mine, ref = values(step.test), values(host_tests[step.test["name"]])
-            idx = sorted(set(mine) & set(ref))
-            out[f"{block.subject['name']}/{step.test['name']}"] = stats.paired_ratio_interval(
-                [mine[i] for i in idx], [ref[i] for i in idx])
-    return out
+    return {f"{block.subject['name']}/{step.test['name']}": results.ratio_interval(step.test,
+                                                                                 host_tests[step.test["name"]])
+            for block in blocks if block is not host
+            for step in block.steps if step.definition.primary and step.test["name"] in host_tests}
 
 
 def _calibrate(opts: LabOptions, settings: definition.SuiteSettings,
@@ -561,20 +549,18 @@ def _test_fn(opts: LabOptions, settings: definition.SuiteSettings, d: TestDef, c
     return by_kind[d.kind]
 
 
-_VERSIONS: dict[str, str] = {}
-
-
+@functools.cache
 def _tool_versions() -> dict[str, str]:
-    if _VERSIONS:
-        return _VERSIONS
+    """The first line each tool prints of its version, once per process."""
+    versions: dict[str, str] = {}
     argvs = {"iperf3": ["iperf3", "--version"], "nginx": ["nginx", "-v"], "sockperf": ["sockperf", "--version"],
              "wrk": ["wrk", "--version"]}
     for tool, argv in argvs.items():
         try:
             p = subprocess.run(argv, capture_output=True, text=True, timeout=5)
-            text = re.sub(r"\x1b\[[0-9;]*m", "", p.stdout + p.stderr)
+            text = parsers.strip_escapes(p.stdout + p.stderr)
             line = next((ln for ln in text.splitlines() if ln.strip()), "")
-            _VERSIONS[tool] = line.strip().removeprefix("sockperf: ").strip("= ")[:80]
+            versions[tool] = line.strip().removeprefix("sockperf: ").strip("= ")[:80]
         except (OSError, subprocess.TimeoutExpired):
             pass
-    return _VERSIONS
+    return versions
