@@ -1,20 +1,16 @@
-"""Every tool-output parser, used by the lab and the cloud suite alike: iperf3 ``-J`` JSON, hey's
-CSV (legacy: read only for schema v1 documents and their tests), sockperf's text report, wrk's line from ``wrk-report.lua``, ``/proc/stat``
-and ``/proc/meminfo`` snapshots. Each raises
+"""Every tool-output parser, used by the lab and the cloud suite alike: iperf3 ``-J`` JSON,
+sockperf's text report, wrk's line from ``wrk-report.lua``, ``/proc/stat`` and
+``/proc/meminfo`` snapshots. Each raises
 :class:`~cnibench.errors.ParseError` naming the tool and what was wrong. Tested on output captured
 on this project's machines (``tests/data``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import re
-import statistics
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from cnibench.errors import ParseError
 
@@ -117,98 +113,6 @@ def parse_iperf3(text: str | bytes | dict) -> Iperf3Result:
 
 
 # --------------------------------------------------------------------------- hey
-
-
-@dataclass(frozen=True)
-class LatencyResult:
-    requests: int
-    errors: int  # responses with a status other than 2xx/3xx
-    duration_s: float  # span of request start offsets plus the last response time
-    rate: float  # completed requests per second
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    p999_ms: float
-    max_ms: float
-    mean_ms: float
-    status_codes: dict[str, int] = field(default_factory=dict)
-
-    def percentiles(self) -> dict[str, float]:
-        return {"p50": self.p50_ms, "p90": self.p90_ms, "p99": self.p99_ms, "p99.9": self.p999_ms}
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Percentile ``q`` (0-100) with linear interpolation between closest ranks."""
-    if not sorted_values:
-        raise ValueError("percentile of an empty sequence")
-    if len(sorted_values) == 1:
-        return float(sorted_values[0])
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = math.ceil(pos)
-    frac = pos - lo
-    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac)
-
-
-def parse_hey_csv(text: str, duration_s: float | None = None) -> LatencyResult:
-    """Parse ``hey -o csv`` output: one row per request, times in seconds.
-
-    Columns: response-time, DNS+dialup, DNS, Request-write, Response-delay,
-    Response-read, status-code, offset. hey prints times with 4 decimals, so latencies
-    have a 0.1 ms resolution. Rows with a non-2xx/3xx status count as errors and are
-    left out of the percentiles. ``duration_s`` (the ``-z`` value) is used for the
-    rate when given; otherwise the span of the offsets is used.
-    """
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise ParseError("hey: empty output (no header, no requests)") from None
-    header = [h.strip() for h in header]
-    if "response-time" not in header or "status-code" not in header:
-        raise ParseError(f"hey: not CSV output from 'hey -o csv' (header {header[:4]!r})")
-    i_rt = header.index("response-time")
-    i_sc = header.index("status-code")
-    i_off = header.index("offset") if "offset" in header else None
-    lat: list[float] = []
-    codes: dict[str, int] = {}
-    errors = 0
-    last_end = 0.0
-    for row in reader:
-        if not row or len(row) <= max(i_rt, i_sc):
-            continue
-        try:
-            rt = float(row[i_rt])
-        except ValueError:
-            continue
-        code = row[i_sc].strip()
-        codes[code] = codes.get(code, 0) + 1
-        if i_off is not None:
-            try:
-                last_end = max(last_end, float(row[i_off]) + rt)
-            except ValueError:
-                pass
-        if not code.isdigit() or not 200 <= int(code) < 400:
-            errors += 1
-            continue
-        lat.append(rt * 1000.0)
-    if not lat:
-        raise ParseError(f"hey: no successful request (status codes {codes or 'none'})")
-    lat.sort()
-    span = duration_s if duration_s else (last_end or 1.0)
-    return LatencyResult(
-        requests=len(lat),
-        errors=errors,
-        duration_s=span,
-        rate=len(lat) / span,
-        p50_ms=percentile(lat, 50),
-        p90_ms=percentile(lat, 90),
-        p99_ms=percentile(lat, 99),
-        p999_ms=percentile(lat, 99.9),
-        max_ms=lat[-1],
-        mean_ms=statistics.fmean(lat),
-        status_codes=codes,
-    )
 
 
 USER_HZ = 100  # /proc/stat counts in USER_HZ, 100 on every Linux architecture cnibench targets

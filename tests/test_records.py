@@ -93,6 +93,26 @@ def test_cpu_is_idle_corrected_per_gbit():
     assert rec["cpu"]["server_cpu_seconds_per_gbit"] == pytest.approx(0.1)
 
 
+def test_cpu_from_the_processes_own_time_needs_no_baseline():
+    # the lab: 2 Gbit, client 0.1 s + server 0.3 s of their own CPU -> 0.2 s/Gbit; a busy
+    # baseline (other processes) does not enter the figure, only the cross-check
+    rec = records.cpu_record(0, _iperf3(1.0), target_gbit=1.0, machine_busy_s=0.9, idle_busy_per_s=0.3, wall_s=2.0,
+                             cpus=2, sides={"client": 0.1, "server": 0.3}, source="test", figure="processes")
+    assert rec["valid"] and rec["value"] == pytest.approx(0.2)
+    assert rec["cpu"]["idle_corrected_cpu_seconds"] == pytest.approx(0.3)
+    assert rec["cpu"]["basis"] == "the client's and the server's own CPU time"
+
+
+def test_cpu_from_processes_without_one_side_is_invalid():
+    rec = records.cpu_record(0, _iperf3(1.0), target_gbit=1.0, machine_busy_s=0.9, idle_busy_per_s=0.0, wall_s=2.0,
+                             cpus=2, sides={"client": 0.1, "server": None}, source="test", figure="processes")
+    assert rec["valid"] is False and rec["value"] is None
+    assert "server's own CPU time could not be read" in rec["invalid_reason"]
+    with pytest.raises(ValueError, match="figure 'both'"):
+        records.cpu_record(0, _iperf3(1.0), target_gbit=1.0, machine_busy_s=0.9, idle_busy_per_s=0.0, wall_s=2.0,
+                           cpus=2, source="test", figure="both")
+
+
 def test_cpu_on_a_saturated_machine_is_invalid_never_a_number():
     # both cores busy the whole time: 2 x duration / Gbit is what the old figure was
     rec = records.cpu_record(0, _iperf3(1.0), target_gbit=1.0, machine_busy_s=3.9, idle_busy_per_s=0.0, wall_s=2.0,
@@ -165,3 +185,35 @@ def test_suite_names_are_pinned():
     # the UDP datagram of a run with a vxlan (1450) path: 1450 - 20 - 8
     assert definition.CLOUD_DEFAULTS.udp_size(1450) == 1422
     assert (definition.CLOUD_DEFAULTS.duration_s, definition.CLOUD_DEFAULTS.omit_s) == (10.0, 1)
+
+
+def test_primary_tests_decide_the_adaptive_stop():
+    def primaries(settings):
+        return [t.name for t in definition.suite_tests(settings, udp_size=1422) if t.primary]
+
+    # the lab follows the request/response medians, the cloud also TCP throughput
+    assert primaries(definition.LAB_DEFAULTS) == ["tcp-rr-14B", "udp-rr-14B"]
+    assert primaries(definition.CLOUD_DEFAULTS) == ["tcp", "tcp-rr-14B"]
+    # without the latency tests TCP throughput decides: a run always has a primary
+    assert primaries(dataclasses.replace(definition.LAB_DEFAULTS, latency=False)) == ["tcp"]
+    assert definition.LAB_DEFAULTS.as_parameters()["repetitions"]["primary_tests"] == ["tcp-rr-14B", "udp-rr-14B"]
+
+
+def test_contamination_verdict_counts_and_forbids_ranking():
+    bad = records.contamination_verdict(9, 2, threshold=0.25, where="the machine", rerun="rerun on a quiet machine",
+                                        retried=4)
+    assert bad["contamination"] == {"repetitions": 9, "contaminated": 2, "retried": 4, "threshold_busy_fraction": 0.25,
+                                    "verdict": "2 of 9 subject repetitions ran while the machine was busy with other "
+                                               "work (more than 25 % of its cores before the repetition, after 4 "
+                                               "retries); their figures are left out"}
+    assert bad["ranking"] == {"allowed": False, "reason": "repetitions were contaminated by other work: rerun on a "
+                                                          "quiet machine before ranking the subjects"}
+    clean = records.contamination_verdict(9, 0, threshold=0.25, where="a node", idle="both nodes were", rerun="rerun")
+    assert clean["ranking"] == {"allowed": True, "reason": None}
+    assert clean["contamination"]["verdict"] == ("no contamination: both nodes were idle (< 25 % busy) before every "
+                                                 "repetition")
+    unsampled = records.contamination_verdict(9, 0, threshold=0.25, where="a node", rerun="rerun", unsampled=3)
+    assert unsampled["ranking"]["allowed"] is True and "3 of 9 subject repetitions had no" in \
+        unsampled["contamination"]["verdict"]
+    none = records.contamination_verdict(0, 0, threshold=0.25, where="a node", rerun="rerun")
+    assert none["ranking"] == {"allowed": False, "reason": "no repetition was guarded"}

@@ -78,52 +78,7 @@ def test_iperf3_garbage_raises_parse_error(text):
         parsers.parse_iperf3(text)
 
 
-# --------------------------------------------------------------------------- hey
-
-
-def test_hey_csv_rate_limited_run():
-    text = read("hey-350-rate1000.csv")
-    r = parsers.parse_hey_csv(text, duration_s=2.0)
-    rows = text.strip().splitlines()[1:]
-    assert r.requests == len(rows)
-    assert r.errors == 0
-    assert r.status_codes == {"200": len(rows)}
-    # -c 4 -q 250 for 2 s: about 1000 req/s
-    assert 800 < r.rate <= 1000
-    assert 0 < r.p50_ms <= r.p90_ms <= r.p99_ms <= r.p999_ms <= r.max_ms
-    lat = sorted(float(x.split(",")[0]) * 1000 for x in rows)
-    assert r.max_ms == pytest.approx(lat[-1])
-    assert r.p50_ms == pytest.approx(parsers.percentile(lat, 50))
-
-
-def test_hey_csv_without_duration_uses_offsets():
-    r = parsers.parse_hey_csv(read("hey-350-rate1000.csv"))
-    assert 1.9 < r.duration_s < 2.5
-
-
-def test_hey_csv_all_errors_raises():
-    # real run against a missing path: every response is a 404
-    with pytest.raises(parsers.ParseError, match="404"):
-        parsers.parse_hey_csv(read("hey-404.csv"), 1.0)
-
-
-def test_hey_summary_output_is_rejected():
-    with pytest.raises(parsers.ParseError, match="hey -o csv"):
-        parsers.parse_hey_csv(read("hey-summary.txt"))
-
-
-def test_hey_empty_output():
-    with pytest.raises(parsers.ParseError, match="empty"):
-        parsers.parse_hey_csv("")
-
-
 # --------------------------------------------------------------------------- statistics
-
-
-def test_percentile_interpolates():
-    assert parsers.percentile([1, 2, 3, 4], 50) == 2.5
-    assert parsers.percentile([5], 99) == 5
-    assert parsers.percentile([0, 10], 99.9) == pytest.approx(9.99)
 
 
 def test_summarize():

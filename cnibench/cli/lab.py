@@ -40,7 +40,7 @@ def lab(
     repeat_min: int = typer.Option(LAB.repeat_min, "--repeat-min", help="Adaptive repetitions: at least this many."),
     repeat_max: int = typer.Option(LAB.repeat_max, "--repeat-max", help="Adaptive repetitions: at most this many."),
     target: float = typer.Option(LAB.target_half_width, "--target-half-width",
-                                 help="Adaptive repetitions stop once every primary ratio's 95 %% interval is "
+                                 help="Adaptive repetitions stop once every primary ratio's 95 % interval is "
                                       "within +- this fraction."),
     out: Path = typer.Option(Path("results/lab"), "--out", "-o", help="Directory for the JSON result and PNG chart."),
     split_subnets: bool = typer.Option(False, "--split-subnets",

@@ -344,17 +344,9 @@ def _run(opts: LabOptions, names: list[str], run_id: str, state: Path, clusters:
 
 
 def _verdict(opts: LabOptions, guard: dict) -> dict:
-    n, bad = guard["blocks"], guard["contaminated"]
-    verdict = (f"{bad} of {n} subject repetitions ran while the machine was busy with other work (more than "
-               f"{100 * opts.busy_threshold:g} % of all cores before the repetition, after {guard['retried']} "
-               f"retries); their figures are left out") if bad else \
-        f"no contamination: the machine was idle (< {100 * opts.busy_threshold:g} % busy) before every repetition"
-    allowed = bad == 0
-    return {"contamination": {"repetitions": n, "contaminated": bad, "retried": guard["retried"],
-                              "threshold_busy_fraction": opts.busy_threshold, "verdict": verdict},
-            "ranking": {"allowed": allowed,
-                        "reason": None if allowed else "repetitions were contaminated by other work on the machine: "
-                                                       "rerun on a quiet machine before ranking datapaths"}}
+    return records.contamination_verdict(guard["blocks"], guard["contaminated"], retried=guard["retried"],
+                                         threshold=opts.busy_threshold, where="the machine",
+                                         rerun="rerun on a quiet machine")
 
 
 def _guard(opts: LabOptions, guard: dict, progress: Progress, subject: str, rep: int) -> tuple[dict, bool]:
@@ -537,9 +529,11 @@ def _test_fn(opts: LabOptions, settings: definition.SuiteSettings, d: TestDef, c
         return records.cpu_record(
             rep, run.result, target_gbit=target, machine_busy_s=run.machine_busy_s,
             idle_busy_per_s=idle["busy_fraction"] * idle["cpus"], wall_s=run.wall_s, cpus=idle["cpus"],
-            sides={"client": run.client_cpu_s, "server": run.server_cpu_s},
-            source="whole machine /proc/stat minus the idle baseline; per side: the iperf3 client's and server's "
-                   "own CPU time (user + system, softirq work done in their context included)")
+            sides={"client": run.client_cpu_s, "server": run.server_cpu_s}, figure="processes",
+            source="the iperf3 client's CPU time (getrusage of the child) plus the iperf3 server's "
+                   "(/proc/PID/schedstat), both the scheduler's nanosecond runtime; softirq work done in their "
+                   "context is included. Cross-check: the whole machine "
+                   f"({idle.get('source', 'unknown source')}) minus the idle baseline")
 
     def mtu(rep: int) -> dict:
         return records.value_record(rep, measure.probe_path_mtu(client, cluster.server_ip), observed_mtu=True)

@@ -162,12 +162,11 @@ def _stat_lines(text: str | None) -> list[tuple[int, int]]:
 
 
 def _busy_fraction(pair_text: str | None) -> float | None:
-    """Busy share of all CPUs of a node between the two /proc/stat lines of a sample."""
-    lines = _stat_lines(pair_text)
-    if len(lines) < 2:
-        return None
-    (b0, t0), (b1, t1) = lines[0], lines[-1]
-    return (b1 - b0) / (t1 - t0) if t1 > t0 else None
+    """Busy share of all CPUs of a node between the first and the last /proc/stat line of a sample."""
+    lines = [ln for ln in (pair_text or "").splitlines() if ln.split()[:1] == ["cpu"]]
+    usage = parsers.node_usage(lines[0], lines[-1]) if len(lines) >= 2 else None
+    busy = usage["busy_percent"] if usage else None
+    return busy / 100 if busy is not None else None
 
 
 def _guards(raw: Mapping[str, Any]) -> dict[tuple[int, str], tuple[dict[str, Any], bool]]:
@@ -397,25 +396,8 @@ def empty_result(plan: SuitePlan, ctx: RunContext, reason: str, status: str = "n
 
 
 def _verdict(n_blocks: int, bad: int, unsampled: int) -> dict[str, Any]:
-    threshold = definition.BUSY_THRESHOLD
-    if bad:
-        verdict = (f"{bad} of {n_blocks} subject repetitions ran while a node was busy with other work (more than "
-                   f"{100 * threshold:g} % of its cores before the repetition); their figures are left out")
-    elif unsampled:
-        verdict = (f"no contamination seen, but {unsampled} of {n_blocks} subject repetitions had no "
-                   f"background-load sample")
-    else:
-        verdict = f"no contamination: both nodes were idle (< {100 * threshold:g} % busy) before every repetition"
-    allowed = bad == 0 and n_blocks > 0
-    reason = None
-    if bad:
-        reason = ("repetitions were contaminated by other work on the nodes: rerun (benchmarkRun) before ranking "
-                  "datapaths")
-    elif not n_blocks:
-        reason = "no repetition was guarded"
-    return {"contamination": {"repetitions": n_blocks, "contaminated": bad, "retried": 0,
-                              "threshold_busy_fraction": threshold, "verdict": verdict},
-            "ranking": {"allowed": allowed, "reason": reason}}
+    return records.contamination_verdict(n_blocks, bad, unsampled=unsampled, threshold=definition.BUSY_THRESHOLD,
+                                         where="a node", idle="both nodes were", rerun="rerun (benchmarkRun)")
 
 
 def build_result(stdout: str, plan: SuitePlan, ctx: RunContext | None = None) -> dict[str, Any]:

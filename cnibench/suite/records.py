@@ -126,12 +126,18 @@ def wrk_record(index: int, res: parsers.WrkResult, *, closed_loop: bool = True) 
 
 def cpu_record(index: int, res: parsers.Iperf3Result, *, target_gbit: float, machine_busy_s: float,
                idle_busy_per_s: float, wall_s: float, cpus: int, sides: dict[str, float | None] | None = None,
-               source: str) -> dict[str, Any]:
-    """CPU cost at a fixed offered rate, minus the idle baseline taken just before.
+               source: str, figure: str = "machine") -> dict[str, Any]:
+    """CPU cost at a fixed offered rate.
 
     ``machine_busy_s`` is the whole machine's busy CPU time during the test (``wall_s``
-    long), ``idle_busy_per_s`` the busy CPU seconds per second of the baseline. ``sides`` are
-    the client's and the server's own CPU seconds, where they can be told apart (the lab).
+    long), ``idle_busy_per_s`` the busy CPU seconds per second of the idle baseline taken
+    just before. ``sides`` are the client's and the server's CPU seconds.
+
+    ``figure`` says what the published figure is: ``machine``, the machine's busy time minus
+    the idle baseline (the cloud: two whole nodes, ``sides`` are their idle-corrected shares);
+    ``processes``, the sum of ``sides`` when they are the client's and the server's own CPU
+    time (the lab: other processes on the machine do not count, so no baseline is needed).
+    The machine's idle-corrected time is kept in both cases as a cross-check.
     """
     rec = new_record(index)
     gbits = res.gbit_per_second * res.duration_s
@@ -151,10 +157,22 @@ def cpu_record(index: int, res: parsers.Iperf3Result, *, target_gbit: float, mac
                             f"measure the machine, not the datapath")
     if res.gbit_per_second < GATE_MIN_RATE_FRACTION * target_gbit:
         return invalid(rec, f"offered rate not reached: {res.gbit_per_second:.3f} of {target_gbit:.3f} Gbit/s")
-    if gbits <= 0 or corrected <= 0:
-        return invalid(rec, "no CPU above the idle baseline was measured")
-    cpu["cpu_seconds_per_gbit"] = corrected / gbits
-    return _valid(rec, corrected / gbits)
+    if figure == "processes":
+        own = [v for v in (sides or {}).values()]
+        if len(own) != 2 or any(v is None for v in own):
+            return invalid(rec, "the client's or the server's own CPU time could not be read")
+        used = sum(v for v in own if v is not None)
+        cpu["basis"] = "the client's and the server's own CPU time"
+    elif figure == "machine":
+        used = corrected
+        cpu["basis"] = "the machine's busy time minus the idle baseline"
+    else:
+        raise ValueError(f"cpu_record figure {figure!r}: must be 'machine' or 'processes'")
+    if gbits <= 0 or used <= 0:
+        return invalid(rec, "no CPU above the idle baseline was measured" if figure == "machine"
+                       else "no CPU time was measured for the client and the server")
+    cpu["cpu_seconds_per_gbit"] = used / gbits
+    return _valid(rec, used / gbits)
 
 
 def value_record(index: int, value: float, *, observed_mtu: bool = False) -> dict[str, Any]:
@@ -163,3 +181,33 @@ def value_record(index: int, value: float, *, observed_mtu: bool = False) -> dic
     if observed_mtu:
         rec["observed_mtu"] = int(value)
     return rec
+
+
+def contamination_verdict(repetitions: int, contaminated: int, *, threshold: float, where: str, rerun: str,
+                          idle: str | None = None, retried: int = 0, unsampled: int = 0) -> dict[str, Any]:
+    """The run's ``extra.contamination`` and ``extra.ranking`` (lab and cloud): how many subject
+    repetitions the background-load guard flagged, and whether the run may rank its subjects.
+
+    ``where`` names what was busy ("the machine", "a node"), ``idle`` the clean case ("the
+    machine was", "both nodes were"; default: ``where`` + "was"), ``rerun`` how to measure again.
+    """
+    pct = f"{100 * threshold:g} %"
+    if contaminated:
+        retries = f", after {retried} retries" if retried else ""
+        verdict = (f"{contaminated} of {repetitions} subject repetitions ran while {where} was busy with other work "
+                   f"(more than {pct} of its cores before the repetition{retries}); their figures are left out")
+    elif unsampled:
+        verdict = (f"no contamination seen, but {unsampled} of {repetitions} subject repetitions had no "
+                   "background-load sample")
+    elif repetitions:
+        verdict = f"no contamination: {idle or where + ' was'} idle (< {pct} busy) before every repetition"
+    else:
+        verdict = "no repetition was guarded"
+    reason = None
+    if contaminated:
+        reason = f"repetitions were contaminated by other work: {rerun} before ranking the subjects"
+    elif not repetitions:
+        reason = "no repetition was guarded"
+    return {"contamination": {"repetitions": repetitions, "contaminated": contaminated, "retried": retried,
+                              "threshold_busy_fraction": threshold, "verdict": verdict},
+            "ranking": {"allowed": reason is None, "reason": reason}}
