@@ -81,7 +81,7 @@ def main() -> int:
                     ratios.append("ref")
                 else:
                     ratios.append("no interval")
-            med_txt = ", ".join("invalid" if m is None else f"{m:.4g}" for m in meds)
+            med_txt = ", ".join("invalid" if m is None else (f"{m:,.0f}" if abs(m) >= 1000 else f"{m:.4g}") for m in meds)
             cv_txt = f"{100 * cv:.1f}%" if cv is not None else "-"
             print(f"{name:22s} {dp:9s} {med_txt:34s} {cv_txt:>6s}  {'; '.join(ratios)}")
         for r in per_run:

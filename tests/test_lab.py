@@ -176,15 +176,16 @@ def test_each_supported_datapath_yields_throughput(quick_run, name):
 
 
 def test_the_gate_both_ways_in_a_real_run(tmp_path):
-    """A rate the generator reaches (1 % of the host's maximum) passes the gate; the host's
-    maximum itself, with replies to collect, does not, and is recorded as invalid."""
+    """A rate the generator reaches (1 % of the host's maximum) passes the gate; ten times the
+    host's maximum cannot be reached and is recorded as invalid. (The host's maximum itself,
+    once used here, was reached in one run of the full suite: not a rate that must fail.)"""
     run_id = new_id()
-    proc = lab(run_id, tmp_path, "-d", "host", "--quick", "--loads", "0.01,1", "--no-udp", "--no-service",
+    proc = lab(run_id, tmp_path, "-d", "host", "--quick", "--loads", "0.01,10", "--no-udp", "--no-service",
                "--no-cpu", "--no-chart")
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((tmp_path / f"lab-{run_id}.json").read_text())
     tests = {t["name"]: t for t in subject(doc, "host")["tests"]}
-    low, high = tests["latency-tcp-1pct"], tests["latency-tcp-100pct"]
+    low, high = tests["latency-tcp-1pct"], tests["latency-tcp-1000pct"]
     assert low["status"] == "ok" and low["stats"]["median"] > 0, low["validity"]
     rec = low["repetitions"][0]
     assert rec["details"]["achieved_rate"] >= 0.99 * rec["details"]["target_rate"]
@@ -435,7 +436,7 @@ def test_options_validation():
     assert q.repeat == 1 and q.guard_retries == 0 and q.guard_seconds < LabOptions().guard_seconds
     # every value checked before anything is built, naming the option
     for bad, match in ((dict(duration=float("nan")), "--duration nan"), (dict(duration=float("inf")), "--duration"),
-                       (dict(rr_duration=0), "--rr-duration"), (dict(latency_loads=(1.5,)), "--loads"),
+                       (dict(rr_duration=0), "--rr-duration"), (dict(latency_loads=(10.5,)), "--loads"),
                        (dict(latency_loads=()), "--loads"), (dict(streams=129), "iperf3 allows 1 to 128"),
                        (dict(repeat_min=5, repeat_max=3), "--repeat-min 5 / --repeat-max 3"),
                        (dict(busy_threshold=0), "--busy-threshold"), (dict(pin_cpu=999), "--pin-cpu 999")):

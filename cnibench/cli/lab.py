@@ -54,7 +54,7 @@ def lab(
     no_cpu: bool = typer.Option(False, "--no-cpu", help="Skip the CPU-cost test at a fixed offered rate."),
     loads: str = typer.Option(LOADS_DEFAULT, "--loads",
                               help="Constant-rate latency loads as fractions of the host's maximum message rate, "
-                                   "e.g. 0.3,0.5."),
+                                   "e.g. 0.3,0.5 (up to 10: above 1 the validity gate must refuse the figure)."),
     udp_rate: int = typer.Option(LAB.udp_rate_mbit, "--udp-rate", help="Offered UDP rate in Mbit/s (fixed for every datapath)."),
     busy_threshold: float = typer.Option(BUSY_THRESHOLD, "--busy-threshold",
                                          help="Background-load guard: a repetition is contaminated when other work "
