@@ -18,8 +18,9 @@ from typing import Any, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cnibench import addresses
 from cnibench.errors import InputError
-from cnibench.variants import CATALOG, Variant, get_variant
+from cnibench.variants import CATALOG, Variant, alternatives, get_variant
 
 NAMESPACE = "cnibench"
 
@@ -95,7 +96,7 @@ class StackConfig(BaseModel):
         description="Who may SSH to the nodes; 'auto' means this machine's public address /32",
     )
     allow_ssh_from_anywhere: bool = Field(
-        False, alias="allowSshFromAnywhere", description="Explicitly allow sshIngressCidr 0.0.0.0/0",
+        False, alias="allowSshFromAnywhere", description="Accept a world-open sshIngressCidr (more than a /16 of public addresses): it opens tcp/22 and tcp/6443",
     )
     benchmark_duration: int = Field(
         10, alias="benchmarkDuration",
@@ -121,7 +122,7 @@ class StackConfig(BaseModel):
         3600, alias="benchmarkTimeout", description="Seconds before the whole benchmark is abandoned",
     )
     expiry_hours: int = Field(
-        8, alias="expiryHours", description="Hours after the last update at which resources count as leftovers",
+        8, alias="expiryHours", description="Hours after the stack's creation at which its resources count as leftovers (the cnibench:expires-at tag, fixed at creation)",
     )
     route_table_quota: int = Field(
         50, alias="routeTableQuota", description="Routes per VPC route table (AWS default 50)",
@@ -191,6 +192,15 @@ def _check(cfg: StackConfig) -> list[str]:
             f"{cfg.region!r} (e.g. {cfg.region}a)"
         )
 
+    if cfg.variant in CATALOG and cfg.split_subnets and CATALOG[cfg.variant].needs_l2:
+        # the same refusal as the policy pack's l2-adjacency rule, before any resource exists
+        problems.append(
+            f"{key_of('split_subnets')}: true puts the benchmark nodes in two subnets, but {cfg.variant} routes pod "
+            "traffic directly between nodes (the next hop is the peer node's IP), which needs all benchmark nodes "
+            f"in one subnet (one L2 segment); set {key_of('split_subnets')}=false, or benchmark an encapsulating "
+            f"variant instead ({alternatives(CATALOG[cfg.variant])})"
+        )
+
     nets = {
         name: _network(problems, name, getattr(cfg, name))
         for name in ("vpc_cidr", "pod_cidr", "service_cidr")
@@ -220,10 +230,12 @@ def _check(cfg: StackConfig) -> list[str]:
 
     if cfg.ssh_ingress_cidr != SSH_AUTO:
         ssh = _network(problems, "ssh_ingress_cidr", cfg.ssh_ingress_cidr)
-        if ssh is not None and ssh.prefixlen == 0 and not cfg.allow_ssh_from_anywhere:
+        if ssh is not None and addresses.world_open(ssh) and not cfg.allow_ssh_from_anywhere:
             problems.append(
-                f"{key_of('ssh_ingress_cidr')}: {ssh} opens SSH to the whole internet; use your "
-                f"address /32 (or 'auto'), or set {key_of('allow_ssh_from_anywhere')}=true to accept it"
+                f"{key_of('ssh_ingress_cidr')}: {ssh} admits {addresses.public_addresses(ssh):,} public addresses "
+                f"(more than a /16's {addresses.WORLD_OPEN_PUBLIC_ADDRESSES:,}) to "
+                f"{addresses.operator_ports_text()}; use your address /32 (or 'auto'), or set "
+                f"{key_of('allow_ssh_from_anywhere')}=true to accept that exposure of both ports"
             )
 
     if not 1280 <= cfg.underlay_mtu <= 9001:

@@ -10,6 +10,7 @@ Config is what the CLI would pass (:func:`cnibench.project.stack_config`).
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -126,6 +127,12 @@ REMOTE_STDOUT: list[tuple[str, str]] = [
 ]
 
 
+def _local_stdout(create: str) -> str:
+    """What a local command prints: ``date -u +%s`` the current Unix time (the stack's creation
+    time in cnibench/program/expiry.py), anything else nothing."""
+    return str(int(time.time())) if create.strip() == "date -u +%s" else ""
+
+
 def _remote_stdout(create: str) -> str:
     for marker, stdout in REMOTE_STDOUT:
         if marker in create:
@@ -142,6 +149,10 @@ COMPUTED: dict[str, Callable[[Any], dict[str, Any]]] = {
         "arn": f"arn:aws:ec2:us-east-1:123456789012:instance/{_fake_id('i', a.name)}",
         "privateDns": "ip-" + (a.inputs.get("privateIp") or _ip_for(a.name)).replace(".", "-") + ".ec2.internal",
     },
+    "aws:ec2/eip:Eip": lambda a: {
+        "publicIp": "203.0.113." + str(int(hashlib.sha256(a.name.encode()).hexdigest(), 16) % 200 + 10),
+        "allocationId": _fake_id("eipalloc", a.name),
+    },
     # auto-named resources: the provider fills in `name`/`keyName` (Pulumi auto-naming)
     "aws:ec2/keyPair:KeyPair": lambda a: {"keyName": a.inputs.get("keyName") or f"{a.name}-mock"},
     "aws:ec2/placementGroup:PlacementGroup": lambda a: {"name": a.inputs.get("name") or f"{a.name}-mock"},
@@ -154,8 +165,31 @@ COMPUTED: dict[str, Callable[[Any], dict[str, Any]]] = {
         "publicKeyOpenssh": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockMockMockMockMockMockMockMockMockMockMock cnibench",
     },
     "command:remote:Command": lambda a: {"stdout": _remote_stdout(str(a.inputs.get("create") or "")), "stderr": ""},
-    "command:local:Command": lambda a: {"stdout": "", "stderr": ""},
+    "command:local:Command": lambda a: {"stdout": _local_stdout(str(a.inputs.get("create") or "")), "stderr": ""},
 }
+
+# Private IPv4 addresses per network interface (primary included) of the instance types the tests
+# use, as the EC2 User Guide lists them ("Maximum IP addresses per network interface", under
+# "Network specifications" of each instance family; the same figure DescribeInstanceTypes
+# returns as Ipv4AddressesPerInterface). A type not in this table gets no figure, as if AWS did
+# not report one: the program then cannot check and says so.
+IPV4_PER_INTERFACE = {
+    "t3.nano": 2, "t3.micro": 2, "t3.small": 4, "t3.medium": 6, "t3.large": 12, "t4g.medium": 6,
+    "m5.large": 10, "c5.large": 10, "c6i.large": 10, "c6g.large": 10, "c7g.large": 10,
+    "c6i.4xlarge": 30, "c6i.8xlarge": 30, "c7g.8xlarge": 30, "c5.4xlarge": 30,
+}
+
+
+def _instance_type(args: Mapping[str, Any]) -> dict[str, Any]:
+    name = str(args.get("instanceType", ""))
+    out: dict[str, Any] = {
+        "instanceType": name, "id": name,
+        "supportedArchitectures": ["arm64"] if name.split(".")[0].endswith("g") else ["x86_64", "i386"],
+    }
+    if name in IPV4_PER_INTERFACE:
+        out["maximumIpv4AddressesPerInterface"] = IPV4_PER_INTERFACE[name]
+    return out
+
 
 # Results of data-source calls (invokes).
 CALLS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
@@ -166,10 +200,7 @@ CALLS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
         "architecture": "x86_64",
         "rootDeviceName": "/dev/sda1",
     },
-    "aws:ec2/getInstanceType:getInstanceType": lambda args: {
-        "instanceType": args.get("instanceType"), "id": args.get("instanceType"),
-        "supportedArchitectures": ["arm64"] if str(args.get("instanceType", "")).split(".")[0].endswith("g") else ["x86_64", "i386"],
-    },
+    "aws:ec2/getInstanceType:getInstanceType": _instance_type,
     "aws:ec2/getVpc:getVpc": lambda args: {"id": args.get("id"), "cidrBlock": "10.20.0.0/16", "default": False},
     "aws:ec2/getInternetGateway:getInternetGateway": lambda args: {
         "id": "igw-0123456789abcdef0", "internetGatewayId": "igw-0123456789abcdef0",

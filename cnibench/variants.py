@@ -129,6 +129,22 @@ class Variant:
     # the CNI reads instance metadata with a client that only speaks IMDSv1 (no session token):
     # the nodes must not require IMDSv2 tokens (http_tokens=optional)
     needs_imdsv1: bool = False
+    # an encapsulating CNI that still sends pod packets to node addresses unencapsulated, with
+    # their pod source address (neither tunnelled nor masqueraded): the nodes must then admit and
+    # forward pod-CIDR sources like an unencapsulated variant's (source/dest check off, a rule
+    # for the pod CIDR)
+    pod_source_to_nodes: bool = False
+    # the prefix of the host-side interface of every pod (kube-proxy's InterfaceNamePrefix
+    # local-traffic detection), where the CNI names them so
+    pod_host_interface_prefix: str | None = None
+    # why pod-to-service traffic cannot be measured on this datapath (None: services work); the
+    # suite records its service test as skipped with this reason
+    no_service_path: str | None = None
+    # every packet between two nodes is one flow to AWS, however many streams run (see
+    # AWS_PER_FLOW below): IP-in-IP (no ports: the flow is source, destination, protocol 4) and
+    # WireGuard (one UDP socket, 51820 <-> 51820); VXLAN and Geneve spread streams over the outer
+    # UDP source port (a hash of the inner flow)
+    encap_one_flow: bool = False
     lab_datapath: str | None = None  # the local-lab datapath that reproduces it, if any
     summary: str = ""
     notes: tuple[str, ...] = field(default=())
@@ -219,10 +235,28 @@ CILIUM_CHART_VERSION = "1.18.12"
 CILIUM_REPOSITORY = "https://helm.cilium.io/"
 # reference CNI plugins: github containernetworking/plugins releases
 CNI_PLUGINS_VERSION = "v1.9.1"
+# (one tarball per architecture: cni-plugins-linux-amd64-v1.9.1.tgz, cni-plugins-linux-arm64-...;
+# the catalog keeps "{arch}" and the installer fills in the nodes' architecture)
 CNI_PLUGINS_RELEASE = (
     "https://github.com/containernetworking/plugins/releases/download/{v}/"
-    "cni-plugins-linux-amd64-{v}.tgz"
+    "cni-plugins-linux-{arch}-{v}.tgz"
 )
+
+# ipvlan in l2 mode: a slave's packets are switched to the master device without entering the
+# master's network namespace stack, so the host's netfilter hooks (kube-proxy's ClusterIP DNAT)
+# never see them; only l3s mode passes them through the master's L3 and netfilter/conntrack
+# (Linux Documentation/networking/ipvlan.rst, "4.1 L2 mode", "4.3 L3S mode"). The same
+# isolation keeps the node itself from reaching its own ipvlan pods (the kubelet's HTTP probes).
+IPVLAN_NO_SERVICE_PATH = ("ipvlan l2 pods bypass the node's netfilter hooks (Linux ipvlan.rst: only l3s mode "
+                          "passes netfilter/conntrack), so kube-proxy's ClusterIP DNAT never applies: "
+                          "pod-to-service is not measured")
+
+# EC2 User Guide, "Amazon EC2 instance network bandwidth": the bandwidth of a single flow (5-tuple;
+# for protocols other than TCP/UDP the flow is source IP, destination IP and next protocol) is
+# limited to 5 Gbit/s outside a cluster placement group and 10 Gbit/s inside one, whatever the
+# instance's aggregate bandwidth. The nodes are in a cluster placement group.
+AWS_PER_FLOW_LIMIT_GBIT = {"cluster-placement-group": 10.0, "outside": 5.0}
+AWS_PER_FLOW_SOURCE = "EC2 User Guide, Amazon EC2 instance network bandwidth (single-flow limit)"
 
 # Ports, from the projects' sources.
 # flannel Documentation/backends.md: vxlan "Port ... Defaults to 8472"; wireguard
@@ -317,6 +351,9 @@ def _cilium(name: str, values: Mapping[str, Any], **kw: Any) -> Variant:
         install=Install(InstallMethod.HELM, CILIUM_CHART_VERSION, CILIUM_REPOSITORY, chart="cilium"),
         datapath={"values": values},
         min_kernel=kw.pop("min_kernel", _CILIUM_MIN_KERNEL),
+        # cilium pkg/datapath/connector: HostInterfacePrefix = "lxc" (Endpoint2IfName names every
+        # endpoint's host-side interface lxc<hash>)
+        pod_host_interface_prefix="lxc",
         **kw,
     )
 
@@ -351,6 +388,7 @@ _VARIANTS: tuple[Variant, ...] = (
         underlay=Underlay.L3,
         ports=(_IPIP,),
         min_kernel=(3, 10),
+        encap_one_flow=True,
         lab_datapath="ipip",
         summary="IP-in-IP tunnel (IP protocol 4)",
     ),
@@ -363,6 +401,7 @@ _VARIANTS: tuple[Variant, ...] = (
         underlay=Underlay.L3,
         ports=(_FLANNEL_WG_PORT,),
         min_kernel=(5, 6),
+        encap_one_flow=True,
         lab_datapath=None,
         summary="encrypted WireGuard tunnel (udp 51820)",
     ),
@@ -391,6 +430,16 @@ _VARIANTS: tuple[Variant, ...] = (
         underlay=Underlay.L3,
         ports=(_BGP, _IPIP),
         min_kernel=(4, 19),
+        # kube-router v2.11.1 pkg/controllers/routing/pod_egress.go: the pod-egress MASQUERADE
+        # rule matches pod-subnet sources whose destination is neither a pod subnet
+        # (kube-router-pod-subnets) nor a node address (kube-router-node-ips), and the overlay
+        # tunnels only routes to remote pod CIDRs; so pod -> node IP traffic (CoreDNS -> the API
+        # server) crosses the VPC with a pod source address, which EC2's source/dest check drops.
+        # (kube-router's own --disable-source-dest-check needs an AWS provider ID on the nodes,
+        # which a kubeadm cluster without a cloud provider does not set.)
+        source_dest_check_off=True,
+        pod_source_to_nodes=True,
+        encap_one_flow=True,
         lab_datapath="ipip",
         summary="BGP routes over an IP-in-IP tunnel between all nodes (--overlay-type=full)",
     ),
@@ -477,7 +526,7 @@ _VARIANTS: tuple[Variant, ...] = (
         name="ipvlan",
         cni="ipvlan",
         install=Install(
-            InstallMethod.NODE_CONFIG, CNI_PLUGINS_VERSION, CNI_PLUGINS_RELEASE.format(v=CNI_PLUGINS_VERSION)
+            InstallMethod.NODE_CONFIG, CNI_PLUGINS_VERSION, CNI_PLUGINS_RELEASE.format(v=CNI_PLUGINS_VERSION, arch="{arch}")
         ),
         # containernetworking/plugins plugins/main/ipvlan: master, mode (l2|l3|l3s), mtu.
         datapath={"plugin": "ipvlan", "mode": "l2", "ipam": "host-local"},
@@ -487,6 +536,7 @@ _VARIANTS: tuple[Variant, ...] = (
         # the ipvlan driver entered Linux in 3.19
         min_kernel=(3, 19),
         node_secondary_ips=8,
+        no_service_path=IPVLAN_NO_SERVICE_PATH,
         # Pods use the ENI's own secondary addresses, which the source/dest check admits; the
         # policy issue still asks for it off on every direct-routing variant: harmless, uniform.
         source_dest_check_off=True,
@@ -498,6 +548,14 @@ _VARIANTS: tuple[Variant, ...] = (
 CATALOG: Mapping[str, Variant] = MappingProxyType({v.name: v for v in _VARIANTS})
 if len(CATALOG) != len(_VARIANTS):  # pragma: no cover - guards the table above
     raise RuntimeError("duplicate variant name in the catalog")
+
+
+def alternatives(variant: Variant, underlay: Underlay = Underlay.L3) -> str:
+    """The catalog's variants over ``underlay`` (by default: encapsulating ones, which need only
+    IP reachability), the same CNI's first: what to benchmark instead of ``variant``."""
+    names = [v.name for v in CATALOG.values() if v.cni == variant.cni and v.underlay is underlay]
+    names = names or [v.name for v in CATALOG.values() if v.underlay is underlay]
+    return ", ".join(names)
 
 
 def get_variant(name: str, key: str = "cnibench:variant") -> Variant:

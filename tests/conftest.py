@@ -34,3 +34,11 @@ def stack_run():
         return _CACHE[stack]
 
     return _run
+
+
+def public_ip(run: OfflineRun, role: str) -> str:
+    """The public address of a role's machine as SSH and the Kubernetes API use it: the Elastic IP
+    of the control plane's machine, the instance's own public IP otherwise."""
+    (inst,) = [i for i in run.of_type("aws:ec2/instance:Instance") if i.inputs["tags"]["cnibench:role"] == role]
+    eips = [e for e in run.of_type("aws:ec2/eip:Eip") if e.inputs["instance"] == inst.state["id"]]
+    return eips[0].state["publicIp"] if eips else inst.state["publicIp"]

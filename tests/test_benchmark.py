@@ -475,6 +475,14 @@ def test_result_from_a_realistic_run(tmp_path):
     assert [t["name"] for t in subjects[VARIANT]["tests"]] == VARIANT_TESTS
     tests = by_name(doc)
 
+    # what the nodes ran, from probe.sh run for real on this machine (its default-route NIC)
+    iface = next(line.split()[0] for line in Path("/proc/net/route").read_text().splitlines()[1:]
+                 if line.split()[1] == "00000000")
+    driver = Path(f"/sys/class/net/{iface}/device/driver").resolve().name
+    node = doc["environment"]["extra"]["nodes"]["server"]
+    assert node["interface"] == iface and node["nic_driver"] == driver
+    assert node["nic_queues"]["rx"] == len(list(Path(f"/sys/class/net/{iface}/queues").glob("rx-*")))
+
     # throughput: iperf3 -O 1, the receiver's rate; same capture on both sides: ratio 1
     tcp = parsers.parse_iperf3((DATA / "iperf3-tcp-omit.json").read_text()).gbit_per_second
     t = tests[(VARIANT, "tcp")]
@@ -896,3 +904,58 @@ def test_bench_sh_runs_the_suite_end_to_end_with_a_stand_in_kubectl(tmp_path):
         assert t["status"] == "ok" and t["stats"]["n"] == 1, (name, t["validity"])
     assert all(r.get("guard", {}).get("busy_fraction") is not None for t in tests.values() for r in t["repetitions"])
     assert doc["parameters"]["extra"]["calibration"]["max-tcp"]["value"] == pytest.approx(calib["max-tcp"] / 1e9)
+
+
+def test_a_datapath_without_a_service_path_records_its_service_test_as_skipped(tmp_path):
+    # ipvlan (catalog no_service_path): the service test stays in the document, skipped with the
+    # reason, and no step is planned for it; the run is still complete
+    reason = "ipvlan l2 pods bypass the node's netfilter hooks"
+    plan = suite_plan.plan_suite(VARIANT, settings=small_settings(), mtus=(9001, 8951), timeout=600, run="7",
+                                 no_service_path=reason)
+    assert "tcp-service" in [t.name for t in plan.variant_tests]
+    assert not [s for s in plan.steps if s.test == "tcp-service"]
+    doc = build.build_result(realistic_stdout(tmp_path, plan), plan, CTX)
+    results.validate(doc)
+    service = by_name(doc)[(VARIANT, "tcp-service")]
+    assert service["status"] == "skipped" and service["skipped_reason"] == reason
+    assert "error" not in service and service["repetitions"] == []
+    assert doc["extra"]["tests_total"] == len(VARIANT_TESTS) - 1 + len(HOST_TESTS)
+
+
+def test_ipvlan_is_the_datapath_without_a_service_path():
+    from cnibench.config import parse_config
+    from cnibench.variants import CATALOG
+
+    assert [n for n, v in sorted(CATALOG.items()) if v.no_service_path] == ["ipvlan"]
+    plan = suite_plan.plan_from_config(parse_config({"variant": "ipvlan"}))
+    (service,) = [t for t in plan.variant_tests if t.name == "tcp-service"]
+    assert "only l3s mode passes netfilter/conntrack" in service.definition.skipped_reason
+
+
+def test_a_one_flow_tunnel_flags_its_multi_stream_tcp_ratio(tmp_path):
+    # flannel-ipip / kube-router-overlay / flannel-wireguard: AWS limits one flow to 10 Gbit/s in a
+    # cluster placement group (EC2 User Guide); their multi-stream tcp ratio carries that caveat
+    plan = small_plan(streams=4)
+    ctx = replace(CTX, encap_one_flow=True)
+    doc = build.build_result(realistic_stdout(tmp_path, plan), plan, ctx)
+    results.validate(doc)
+    tcp = by_name(doc)[(VARIANT, "tcp")]
+    (caveat,) = tcp["caveats"]
+    assert "carries all 4 streams as one flow" in caveat and "10 Gbit/s in a cluster placement group" in caveat
+    assert "caveats" not in by_name(doc)[("host", "tcp")] and "caveats" not in by_name(doc)[(VARIANT, "tcp-service")]
+    assert doc["environment"]["extra"]["aws_flows"]["encapsulation_is_one_flow"] is True
+    assert f"caveat ({VARIANT} tcp): {caveat}" in suite_table.format_table(doc)
+    # one stream, or a tunnel that spreads flows: no caveat
+    (tmp_path / "one").mkdir()
+    (tmp_path / "spread").mkdir()
+    one = build.build_result(realistic_stdout(tmp_path / "one", small_plan()), small_plan(), ctx)
+    assert "caveats" not in by_name(one)[(VARIANT, "tcp")]
+    spread = build.build_result(realistic_stdout(tmp_path / "spread", plan), plan, CTX)
+    assert "caveats" not in by_name(spread)[(VARIANT, "tcp")]
+
+
+def test_the_one_flow_tunnels_are_ipip_and_wireguard():
+    from cnibench.variants import CATALOG
+
+    assert sorted(n for n, v in CATALOG.items() if v.encap_one_flow) == [
+        "flannel-ipip", "flannel-wireguard", "kube-router-overlay"]

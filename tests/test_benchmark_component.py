@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ALL_STACKS
+from conftest import ALL_STACKS, public_ip
 from test_benchmark import VARIANT_TESTS, realistic_stdout
 
 from cnibench import mocks, results
@@ -114,8 +114,8 @@ def test_control_plane_on_the_client_node(program, tmp_path):
     env = dict(line.split("=", 1) for line in files["plan.env"].splitlines())
     assert env["BENCH_CLIENT_NODE"] == node_name(run, "client") != env["BENCH_SERVER_NODE"]
     assert len(run.of_type(INSTANCE)) == 2
-    client = run.one(INSTANCE, "nodes-client")
-    assert unwrap(bench_command(run).inputs["connection"])["host"] == client.state["publicIp"]
+    assert run.one(INSTANCE, "nodes-client").state["publicIp"] != public_ip(run, "client")  # the Elastic IP
+    assert unwrap(bench_command(run).inputs["connection"])["host"] == public_ip(run, "client")
     pods = [m for m in json.loads(files["manifests.json"])["items"] if m["kind"] == "Pod"]
     # the control plane's NoSchedule taint must not keep the client pods away
     assert all({"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}

@@ -62,11 +62,15 @@ def test_every_shipped_stack_passes(stack, stack_run):
 
 
 @pytest.mark.parametrize("variant", L2_VARIANTS)
-def test_split_subnets_fail_the_l2_rule_for_every_l2_variant(variant):
-    got = {f.rule: f for f in run_check(variant, {"splitSubnets": "true"})}
-    assert got["l2-adjacency"].verdict == "fail"
-    assert "different subnets" in got["l2-adjacency"].messages[0]
-    assert [f for f in got.values() if f.blocking] == [got["l2-adjacency"]]
+def test_split_subnets_are_refused_by_config_validation_for_every_l2_variant(variant):
+    # refused before the program runs (a plain `pulumi up` without the policy pack too); the
+    # policy pack's l2-adjacency rule stays, tested on built stacks in test_policy_rules
+    with pytest.raises(ConfigError) as err:
+        run_check(variant, {"splitSubnets": "true"})
+    (problem,) = err.value.problems
+    assert problem.startswith("cnibench:splitSubnets: true puts the benchmark nodes in two subnets, but "
+                              f"{variant} routes pod traffic directly between nodes")
+    assert "one subnet (one L2 segment)" in problem and "cnibench:splitSubnets=false" in problem
 
 
 def test_split_subnets_are_fine_for_an_overlay():
@@ -181,12 +185,19 @@ def test_parse_overrides():
 runner = CliRunner()
 
 
-def test_cli_l2_violation_exits_with_the_policy_code():
-    result = runner.invoke(app, ["check", "--stack", "flannel-host-gw", "-c", "splitSubnets=true"])
+def test_cli_l2_split_subnets_is_a_config_error_with_the_l2_message():
+    result = runner.invoke(app, ["check", "--stack", "flannel-host-gw", "-c", "cnibench:splitSubnets=true"])
+    assert result.exit_code == ExitCode.REFUSED, result.output
+    assert "cnibench:splitSubnets: true puts the benchmark nodes in two subnets, but flannel-host-gw routes" \
+        in " ".join(result.output.split())
+
+
+def test_cli_policy_violation_exits_with_the_policy_code():
+    # flannel aws-vpc writes one VPC route per node: 3 routes against a quota of 1
+    result = runner.invoke(app, ["check", "--stack", "flannel-aws-vpc", "-c", "routeTableQuota=1"])
     assert result.exit_code == ExitCode.POLICY == 3, result.output
     assert HEADING in result.output
-    assert "L2 adjacency: flannel-host-gw" in result.output
-    assert "1 mandatory rule(s) violated: l2-adjacency" in result.output
+    assert "1 mandatory rule(s) violated: aws-vpc-routes" in result.output
 
 
 def test_cli_passing_stack_exits_0():
@@ -228,11 +239,11 @@ def test_cli_program_failure_exits_internal(monkeypatch):
 def test_real_subprocess_from_another_directory(tmp_path):
     assert CNIBENCH.exists(), f"{CNIBENCH}: run scripts/setup.sh (it installs the entry point)"
     proc = subprocess.run(
-        [str(CNIBENCH), "check", "--stack", "cilium-native", "-c", "splitSubnets=true"],
+        [str(CNIBENCH), "check", "--stack", "flannel-aws-vpc", "-c", "routeTableQuota=1"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == ExitCode.POLICY, proc.stdout + proc.stderr
-    assert HEADING in proc.stdout and "L2 adjacency: cilium-native" in proc.stdout
+    assert HEADING in proc.stdout and "aws-vpc-routes" in proc.stdout
     ok = subprocess.run([str(CNIBENCH), "check", "--stack", "cilium-native"], cwd=tmp_path,
                         capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 
+import cnibench
 from cnibench.program import cluster as cluster_mod
 from cnibench.program.cluster import (
     KUBECONFIG_COMMAND,
@@ -21,7 +23,7 @@ from cnibench.program.cluster import (
     remote_script,
 )
 from cnibench.variants import CATALOG
-from tests.conftest import ALL_STACKS
+from tests.conftest import ALL_STACKS, public_ip
 from tests.test_shell import shell_scripts
 
 CMD = "command:remote:Command"
@@ -72,7 +74,8 @@ def test_kube_proxy_phase_skipped_exactly_for_kube_proxy_free_variants(stack_run
 @pytest.mark.parametrize("stack", ALL_STACKS)
 def test_kubeadm_config_carries_the_stack_config(stack_run, stack):
     run = stack_run(stack)
-    init_doc, cluster_doc = yaml.safe_load_all(env_of(plain(cmd(run, "init").inputs["create"]))["KUBEADM_CONFIG"])
+    init_doc, cluster_doc, *proxy = yaml.safe_load_all(env_of(plain(cmd(run, "init").inputs["create"]))["KUBEADM_CONFIG"])
+    assert [d["kind"] for d in proxy] == (["KubeProxyConfiguration"] if stack == "cilium-eni" else [])
     cp = instance(run, "control-plane")
     assert init_doc["kind"] == "InitConfiguration" and cluster_doc["kind"] == "ClusterConfiguration"
     assert init_doc["apiVersion"] == "kubeadm.k8s.io/v1beta4"  # kubernetesVersion 1.33
@@ -83,7 +86,7 @@ def test_kubeadm_config_carries_the_stack_config(stack_run, stack):
     assert cluster_doc["controllerManager"]["extraArgs"] == [
         {"name": "node-cidr-mask-size", "value": str(run.config["nodePodMaskSize"])}
     ]
-    assert cp.state["publicIp"] in cluster_doc["apiServer"]["certSANs"]
+    assert public_ip(run, "control-plane") in cluster_doc["apiServer"]["certSANs"]
     assert cluster_doc["controlPlaneEndpoint"] == f"{cp.state['privateIp']}:6443"
 
 
@@ -94,7 +97,7 @@ def test_every_machine_is_prepared_with_the_configured_version(stack_run, stack)
         inst = instance(run, role)
         boot = cmd(run, f"{role}-boot")
         conn = plain(boot.inputs["connection"])
-        assert conn["host"] == inst.state["publicIp"] and conn["user"] == "ubuntu"
+        assert conn["host"] == public_ip(run, role) and conn["user"] == "ubuntu"
         assert int(conn["dialErrorLimit"]) == -1  # sshd is not up when the instance is
         assert "cloud-init status --wait" in boot.inputs["create"]
         prereqs = cmd(run, f"{role}-prereqs")
@@ -120,13 +123,13 @@ def test_workers_join_and_benchmark_nodes_are_labelled(stack_run, stack):
         assert env["NODE_NAME"] == inst.state["privateDns"]
         assert re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", env["JOIN_TOKEN"])
         assert env["CA_CERT_HASH"].startswith("sha256:")
-        assert plain(join.inputs["connection"])["host"] == inst.state["publicIp"]
+        assert plain(join.inputs["connection"])["host"] == public_ip(run, role)
         assert run.depends_on(join, join_command) and run.depends_on(join, cmd(run, f"{role}-prereqs"))
         label = cmd(run, f"{role}-label")
         env = env_of(label.inputs["create"])
         assert env == {"NODE_NAME": inst.state["privateDns"], "NODE_LABELS": f"{ROLE_LABEL}={role}"}
         # labelled from the control plane, after the join
-        assert plain(label.inputs["connection"])["host"] == instance(run, "control-plane").state["publicIp"]
+        assert plain(label.inputs["connection"])["host"] == public_ip(run, "control-plane")
         assert run.depends_on(label, join) and run.depends_on(join_command, init)
         labels.append(label)
     provider = run.one("pulumi:providers:kubernetes")
@@ -144,8 +147,7 @@ def test_secrets_stay_secret(stack_run, stack):
         assert "stdout" in c.options["additionalSecretOutputs"]
     assert "kubeconfig" in run.secret_outputs
     kubeconfig = yaml.safe_load(run.outputs["kubeconfig"])
-    cp = instance(run, "control-plane")
-    assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{cp.state['publicIp']}:6443"
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{public_ip(run, 'control-plane')}:6443"
     provider = run.one("pulumi:providers:kubernetes")
     assert is_secret(provider.inputs["kubeconfig"])
     assert yaml.safe_load(plain(provider.inputs["kubeconfig"]))["clusters"][0]["cluster"]["server"].startswith("https://")
@@ -162,11 +164,12 @@ def test_control_plane_on_the_client_node(program):
     assert "k8s-control-plane-boot" not in names and "k8s-client-join" not in names
     assert {"k8s-client-boot", "k8s-server-join", "k8s-client-label", "k8s-server-label"} <= names
     init = plain(cmd(run, "init").inputs["create"])
-    init_doc, _ = yaml.safe_load_all(env_of(init)["KUBEADM_CONFIG"])
+    init_doc, *_ = yaml.safe_load_all(env_of(init)["KUBEADM_CONFIG"])
     client = instance(run, "client")
     assert init_doc["nodeRegistration"]["name"] == client.state["privateDns"]
     assert init_doc["nodeRegistration"]["taints"] == []  # benchmark pods must run on it
-    assert plain(cmd(run, "init").inputs["connection"])["host"] == client.state["publicIp"]
+    assert plain(cmd(run, "init").inputs["connection"])["host"] == public_ip(run, "client")
+    assert public_ip(run, "client") != client.state["publicIp"]  # the combined node has the Elastic IP
     assert SKIP_KUBE_PROXY in init
 
 
@@ -247,3 +250,99 @@ def test_kubeadm_config_schedulable_control_plane():
     assert init["nodeRegistration"]["taints"] == []
     assert cluster["kubernetesVersion"] == "@KUBERNETES_VERSION@"
     assert cluster["controllerManager"]["extraArgs"] == [{"name": "node-cidr-mask-size", "value": "25"}]
+
+
+def test_eni_pods_are_local_to_kube_proxy_by_their_interface(stack_run):
+    # cilium-eni pods hold VPC addresses outside podSubnet: kube-proxy must not take their
+    # service traffic for off-cluster traffic (and SNAT it); it detects them by interface name
+    run = stack_run("cilium-eni")
+    docs = list(yaml.safe_load_all(env_of(plain(cmd(run, "init").inputs["create"]))["KUBEADM_CONFIG"]))
+    proxy = [d for d in docs if d.get("kind") == "KubeProxyConfiguration"]
+    assert proxy == [{"apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+                      "detectLocalMode": "InterfaceNamePrefix", "detectLocal": {"interfaceNamePrefix": "lxc"}}]
+    # every other variant keeps kube-proxy's defaults (clusterCIDR = podSubnet), or has no kube-proxy
+    for stack in ("flannel-vxlan", "cilium-native", "cilium-native-kpr", "ipvlan"):
+        text = env_of(plain(cmd(stack_run(stack), "init").inputs["create"]))["KUBEADM_CONFIG"]
+        kinds = [d.get("kind") for d in yaml.safe_load_all(text)]
+        assert kinds == ["InitConfiguration", "ClusterConfiguration"], stack
+
+
+def test_node_prereqs_stop_background_upgrades_before_measuring(tmp_path):
+    """The hygiene block of node-prereqs.sh, run with a stand-in systemctl that logs its calls."""
+    script = (Path(cnibench.__file__).parent / "program" / "scripts" / "node-prereqs.sh").read_text()
+    start = script.index("# No background upgrades")
+    end = script.index("unattended-upgrades.service >/dev/null", start) + len("unattended-upgrades.service >/dev/null")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "calls"
+    (bindir / "systemctl").write_text(f'#!/bin/sh\necho "$*" >>{log}\n')
+    (bindir / "systemctl").chmod(0o755)
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script[start:end]], check=True,
+                   env={"PATH": f"{bindir}:/usr/bin:/bin"})
+    calls = log.read_text().splitlines()
+    assert calls[:2] == ["disable --now apt-daily.timer", "disable --now apt-daily-upgrade.timer"]
+    assert calls[2:5] == ["stop apt-daily.service", "stop apt-daily-upgrade.service", "stop unattended-upgrades.service"]
+    assert calls[5] == ("mask apt-daily.service apt-daily-upgrade.service apt-daily.timer apt-daily-upgrade.timer "
+                        "unattended-upgrades.service")
+
+
+def _ca(tmp_path, name: str) -> tuple[Path, str]:
+    """A self-signed RSA CA (as kubeadm makes one) and its discovery hash, computed in Python."""
+    key, crt = tmp_path / f"{name}.key", tmp_path / f"{name}.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(crt),
+                    "-days", "1", "-subj", f"/CN={name}"], check=True, capture_output=True)
+    der = subprocess.run(["openssl", "x509", "-in", str(crt), "-noout", "-pubkey"], check=True,
+                         capture_output=True).stdout
+    spki = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=der, check=True,
+                          capture_output=True).stdout
+    import hashlib
+    return crt, "sha256:" + hashlib.sha256(spki).hexdigest()
+
+
+@pytest.mark.parametrize("state", ["fresh", "same-cluster", "other-cluster"])
+def test_join_rejoins_only_a_node_of_another_cluster(tmp_path, state):
+    script = Path(cnibench.__file__).parent / "program" / "scripts" / "kubeadm-join.sh"
+    k8s = tmp_path / "kubernetes"
+    (k8s / "pki").mkdir(parents=True)
+    ca, ca_hash = _ca(tmp_path, "current")
+    if state != "fresh":
+        (k8s / "kubelet.conf").write_text("apiVersion: v1\n")
+        old, _ = _ca(tmp_path, "old")
+        (k8s / "pki" / "ca.crt").write_bytes((ca if state == "same-cluster" else old).read_bytes())
+    bindir, log = tmp_path / "bin", tmp_path / "calls"
+    bindir.mkdir()
+    (bindir / "kubeadm").write_text(f'#!/bin/sh\necho "kubeadm $*" >>{log}\n')
+    (bindir / "kubeadm").chmod(0o755)
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={
+        "PATH": f"{bindir}:/usr/bin:/bin", "KUBERNETES_DIR": str(k8s), "API_ENDPOINT": "10.20.0.10:6443",
+        "JOIN_TOKEN": "abcdef.0123456789abcdef", "CA_CERT_HASH": ca_hash, "NODE_NAME": "ip-10-20-0-20"})
+    assert proc.returncode == 0, proc.stderr
+    calls = log.read_text().splitlines() if log.exists() else []
+    join = ("kubeadm join 10.20.0.10:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash "
+            f"{ca_hash} --node-name ip-10-20-0-20")
+    expected = {"fresh": [join], "same-cluster": [], "other-cluster": ["kubeadm reset --force", join]}[state]
+    assert calls == expected, proc.stdout
+
+
+def test_the_api_endpoint_is_an_elastic_ip_and_replaced_machines_rerun_their_steps(stack_run):
+    run = stack_run("flannel-vxlan")
+    (eip,) = run.of_type("aws:ec2/eip:Eip")
+    cp = instance(run, "control-plane")
+    assert eip.inputs["instance"] == cp.state["id"] and eip.inputs["domain"] == "vpc"
+    assert eip.inputs["tags"]["cnibench:role"] == "control-plane"
+    # the certificate, the kubeconfig and every SSH step use the Elastic IP
+    init_doc, cluster_doc, *_ = yaml.safe_load_all(env_of(plain(cmd(run, "init").inputs["create"]))["KUBEADM_CONFIG"])
+    assert eip.state["publicIp"] in cluster_doc["apiServer"]["certSANs"]
+    assert plain(cmd(run, "init").inputs["connection"])["host"] == eip.state["publicIp"]
+    assert f"https://{eip.state['publicIp']}:6443" in plain(run.outputs["kubeconfig"])
+    # every per-machine step re-runs when its machine is replaced, and the workers rejoin a new
+    # control plane
+    for c in run.of_type(CMD):
+        if c.name.startswith("k8s-") and c.name not in ("k8s-kubeconfig", "k8s-join-command"):
+            role = next(r for r in ("control-plane", "client", "server") if c.name.startswith(f"k8s-{r}-")) \
+                if not c.name == "k8s-init" else "control-plane"
+            assert instance(run, role).state["id"] in c.inputs["triggers"], c.name
+    for worker in ("client", "server"):
+        assert cp.state["id"] in cmd(run, f"{worker}-join").inputs["triggers"]
+    assert cp.state["id"] in cmd(run, "join-command").inputs["triggers"]
+    assert cmd(run, "kubeconfig").inputs["triggers"] == [cp.state["id"]]

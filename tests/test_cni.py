@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -16,9 +17,10 @@ import pytest
 import yaml
 
 from cnibench.mocks import OfflineRun
-from cnibench.program.cni import INSTALLERS, flannel, kube_router
+from cnibench.program.cni import INSTALLERS, flannel, kube_router, readiness
 from cnibench.program.cni.base import SCRIPTS
 from cnibench.variants import CATALOG, CILIUM_CHART_VERSION, CNI_PLUGINS_VERSION, InstallMethod, thaw
+from tests.conftest import public_ip
 
 DATA = Path(__file__).resolve().parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
@@ -367,13 +369,21 @@ def test_ipvlan_conflist_uses_exactly_the_nodes_secondary_ips(stack_run, role):
     assert node.state["privateIp"] not in secondary
 
 
+def test_ipvlan_plugins_match_the_nodes_architecture(program):
+    run = program("ipvlan", {"instanceType": "c7g.8xlarge", "controlPlaneInstanceType": "t4g.medium"})
+    for role in ("client", "server"):
+        env = env_of(run.one("command:remote:Command", f"cni-ipvlan-{role}").inputs["create"])
+        assert env["CNI_PLUGINS_URL"] == ("https://github.com/containernetworking/plugins/releases/download/"
+                                          f"{CNI_PLUGINS_VERSION}/cni-plugins-linux-arm64-{CNI_PLUGINS_VERSION}.tgz")
+
+
 def test_ipvlan_runs_on_the_benchmark_nodes_only(stack_run):
     run = stack_run("ipvlan")
     cmds = [r for r in run.of_type("command:remote:Command") if r.name.startswith("cni-ipvlan-")]
     assert sorted(r.name for r in cmds) == ["cni-ipvlan-client", "cni-ipvlan-server"]
     for r in cmds:
         role = r.name.rsplit("-", 1)[1]
-        assert host_of(r) == instance(run, role).state["publicIp"]
+        assert host_of(r) == public_ip(run, role)
         # after the node joined
         assert run.depends_on(r, run.one("command:remote:Command", f"k8s-{role}-label"))
     assert k8s_objects(run) == []
@@ -389,7 +399,7 @@ def test_readiness_gate_waits_for_the_cni_and_both_nodes(stack_run, stack):
     assert int(env["CNI_TIMEOUT"]) > 0
     names = {instance(run, r).state["privateDns"] for r in ("client", "server")}
     assert set(env["CNI_NODES"].split()) == names and len(names) == 2
-    assert host_of(ready) == instance(run, "control-plane").state["publicIp"]
+    assert host_of(ready) == public_ip(run, "control-plane")
     assert (SCRIPTS / "cni-ready.sh").read_text().strip() in ready.inputs["create"]
     installed = [r for r in run.resources
                  if r.type.startswith(("kubernetes:core/", "kubernetes:apps/", "kubernetes:rbac",
@@ -419,6 +429,31 @@ def test_pulumi_does_not_wait_for_the_daemonset_itself(stack_run, stack):
     # the gate waits, and on a timeout names the variant and the pods that are not ready
     ds = named(stack_run(stack), "DaemonSet")
     assert ds["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+
+
+def test_gate_skips_the_service_checks_for_ipvlan_with_the_catalogs_reason(stack_run):
+    env = env_of(gate(stack_run("ipvlan")).inputs["create"])
+    assert env["CNI_SKIP_CHECKS"] == "coredns pod-to-service dns"
+    assert env["CNI_SKIP_REASON"] == CATALOG["ipvlan"].no_service_path
+    assert "ClusterIP DNAT never applies" in env["CNI_SKIP_REASON"]
+
+
+@pytest.mark.parametrize("stack", sorted(CATALOG))
+def test_gate_skips_nothing_where_the_variant_has_a_service_path(stack_run, stack):
+    env = env_of(gate(stack_run(stack)).inputs["create"])
+    if CATALOG[stack].no_service_path is None:
+        assert env["CNI_SKIP_CHECKS"] == "" and env["CNI_SKIP_REASON"] == ""
+    else:
+        assert env["CNI_SKIP_CHECKS"] and env["CNI_SKIP_REASON"] == CATALOG[stack].no_service_path
+    if stack == "flannel-vxlan":
+        assert env["CNI_SKIP_CHECKS"] == ""
+
+
+def test_gate_skips_only_checks_its_script_knows():
+    text = (SCRIPTS / "cni-ready.sh").read_text()
+    known = re.search(r'^CHECKS="([^"]*)"$', text, re.M)
+    assert known, "cni-ready.sh lists its CHECKS"
+    assert set(readiness.NO_SERVICE_PATH_SKIPS) <= set(known.group(1).split())
 
 
 # --- Kubernetes schema -----------------------------------------------------------------------
@@ -466,7 +501,40 @@ def test_control_plane_on_a_benchmark_node(program, stack):
     env = env_of(ready.inputs["create"])
     client, server = (instance(run, r) for r in ("client", "server"))
     assert env["CNI_NODES"].split() == [client.state["privateDns"], server.state["privateDns"]]
-    assert host_of(ready) == client.state["publicIp"]  # the control plane is the client node
+    assert host_of(ready) == public_ip(run, "client")  # the control plane is the client node
     if stack == "ipvlan":
         cmds = sorted(r.name for r in run.of_type("command:remote:Command") if r.name.startswith("cni-ipvlan-"))
         assert cmds == ["cni-ipvlan-client", "cni-ipvlan-server"]
+
+
+# --- a changed CNI setting reaches the running pods ----------------------------------------------
+@pytest.mark.parametrize("stack,configmap_keys", [
+    ("flannel-vxlan", ("cni-conf.json", "net-conf.json")),
+    ("kube-router-native", ("cni-conf.json", "kubeconfig")),
+])
+def test_daemonset_pods_roll_when_their_configmap_changes(program, stack, configmap_keys):
+    def checksum_and_data(run):
+        ds, cm = named(run, "DaemonSet"), named(run, "ConfigMap")
+        annotations = ds["spec"]["template"]["metadata"]["annotations"]
+        return annotations["cnibench.io/config-checksum"], {k: cm["data"][k] for k in configmap_keys}
+
+    a_sum, a_data = checksum_and_data(program(stack))
+    b_sum, b_data = checksum_and_data(program(stack, {"podCidr": "10.128.0.0/16"}))  # a new pod range in the conf
+    assert a_data != b_data and a_sum != b_sum
+    assert len(a_sum) == 16 and all(c in "0123456789abcdef" for c in a_sum)
+    same_sum, _ = checksum_and_data(program(stack, {"benchmarkRun": "9"}))  # the config did not change
+    assert same_sum == a_sum
+
+
+def test_kube_router_rewrites_its_cni_files_at_every_pod_start(stack_run):
+    init = named(stack_run("kube-router-native"), "DaemonSet")["spec"]["template"]["spec"]["initContainers"][0]
+    script = init["command"][2]
+    assert "if [ ! -f" not in script  # the manifest's "only if absent" kept a stale config
+    assert "mv ${TMP} /etc/cni/net.d/10-kuberouter.conflist;" in script
+    assert "mv ${TMP} /var/lib/kube-router/kubeconfig;" in script
+
+
+@pytest.mark.parametrize("stack", ["cilium-vxlan", "cilium-native", "cilium-eni"])
+def test_cilium_rolls_its_pods_when_its_configmap_changes(stack_run, stack):
+    values = cilium_release(stack_run(stack))["values"]
+    assert values["rollOutCiliumPods"] is True and values["operator"]["rollOutPods"] is True

@@ -120,6 +120,13 @@ def test_pod_cidr_too_small_for_the_nodes():
 def test_ssh_from_anywhere_needs_explicit_consent():
     msg = one_problem(sshIngressCidr="0.0.0.0/0")
     assert "cnibench:sshIngressCidr" in msg and "allowSshFromAnywhere" in msg
+    # world-open however it is spelled: judged by the public addresses admitted, and both ports named
+    for wide in ("0.0.0.0/1", "128.0.0.0/1", "64.0.0.0/2", "8.0.0.0/15"):
+        msg = one_problem(sshIngressCidr=wide)
+        assert msg.startswith(f"cnibench:sshIngressCidr: {wide} admits ") and "public addresses" in msg
+        assert "tcp/22 (SSH) and tcp/6443 (the Kubernetes API)" in msg and "allowSshFromAnywhere=true" in msg
+    for narrow in ("10.0.0.0/8", "8.8.0.0/16", "198.51.100.7/32"):
+        assert parse_config({**GOOD, "sshIngressCidr": narrow}).ssh_ingress_cidr == narrow
     cfg = parse_config({**GOOD, "sshIngressCidr": "0.0.0.0/0", "allowSshFromAnywhere": True})
     assert cfg.ssh_ingress_cidr == "0.0.0.0/0"
 

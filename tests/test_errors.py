@@ -35,5 +35,5 @@ def test_commands_use_the_table():
     assert missing.exit_code == ExitCode.REFUSED
     no_results = runner.invoke(app, ["report", str(ROOT / "docs")])
     assert no_results.exit_code == ExitCode.REFUSED and "no result documents" in no_results.output
-    policy = runner.invoke(app, ["check", "--stack", "flannel-host-gw", "-c", "splitSubnets=true"])
+    policy = runner.invoke(app, ["check", "--stack", "flannel-aws-vpc", "-c", "routeTableQuota=1"])
     assert policy.exit_code == ExitCode.POLICY, policy.output

@@ -320,13 +320,14 @@ def test_policy_violation_stops_everything_before_any_stack(tmp_path):
     assert "l2-adjacency" in text and "nodes are in two subnets" in text
 
 
-def test_real_policy_check_refuses_l2_variant_on_split_subnets(tmp_path):
+def test_real_preflight_refuses_l2_variant_on_split_subnets(tmp_path):
+    # config validation refuses it (exit 2) before the policy pack or any stack
     backend = FakeBackend()
     code, text = run(tmp_path, backend, "flannel-host-gw", preflight=mx.default_preflight(),
                      overrides={"splitSubnets": "true"})
-    assert code == EXIT_POLICY, text
+    assert code == EXIT_REFUSED, text
     assert backend.calls == []
-    assert "flannel-host-gw: l2-adjacency" in text, text
+    assert "flannel-host-gw: cnibench:splitSubnets: true puts the benchmark nodes in two subnets" in text, text
 
 
 def test_policy_check_that_cannot_run_refuses(tmp_path):

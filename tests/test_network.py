@@ -10,7 +10,7 @@ from cnibench.config import parse_config
 from cnibench.mocks import OFFLINE_PUBLIC_IP, run_program
 from cnibench.program.network import Network, ingress_rules, node_port_rules, pod_traffic_sources, subnet_cidrs
 from cnibench.tags import Tagging
-from cnibench.variants import CATALOG, KUBERNETES_NODE_PORTS, PortRule, Underlay
+from cnibench.variants import CATALOG, KUBERNETES_NODE_PORTS, PortRule
 from tests.conftest import ALL_STACKS
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -96,21 +96,43 @@ def test_ssh_and_api_only_from_the_operator(stack_run, stack):
     assert egress.inputs["ipProtocol"] == "-1" and egress.inputs["cidrIpv4"] == "0.0.0.0/0"
 
 
+# Where each variant's pod packets come from on the wire (a literal table, not derived from the
+# catalog): VPC addresses of the node subnets (ENI IPAM, ipvlan on secondary IPs); pod-CIDR
+# addresses (unencapsulated routing, and kube-router-overlay's pod -> node traffic, which
+# kube-router neither tunnels nor masquerades: pod_egress.go excludes kube-router-node-ips);
+# nothing outside the tunnel (the encapsulating ones).
+POD_SOURCES = {
+    "cilium-eni": "subnets", "ipvlan": "subnets",
+    "cilium-native": "pod-cidr", "cilium-native-kpr": "pod-cidr", "flannel-aws-vpc": "pod-cidr",
+    "flannel-host-gw": "pod-cidr", "kube-router-native": "pod-cidr", "kube-router-proxy": "pod-cidr",
+    "kube-router-overlay": "pod-cidr",
+    "cilium-geneve": None, "cilium-vxlan": None, "flannel-ipip": None, "flannel-vxlan": None,
+    "flannel-wireguard": None,
+}
+
+
+def test_the_pod_source_table_covers_every_variant():
+    assert set(POD_SOURCES) == set(CATALOG)
+
+
 @pytest.mark.parametrize("stack", ALL_STACKS)
 def test_pod_traffic_rule_follows_the_underlay(stack_run, stack):
     run = stack_run(stack)
-    variant = CATALOG[run.config["variant"]]
     _, _, cidr = _ingress(run)
     pods = [r for r in cidr if r.inputs["cidrIpv4"] != OPERATOR]
     subnets = sorted(s.inputs["cidrBlock"] for s in run.of_type(SUBNET))
-    if variant.underlay is Underlay.ENI or variant.node_secondary_ips:
+    expected = POD_SOURCES[run.config["variant"]]
+    if expected == "subnets":
         assert sorted(r.inputs["cidrIpv4"] for r in pods) == subnets
-    elif variant.encap_overhead == 0:
+    elif expected == "pod-cidr":
         assert [r.inputs["cidrIpv4"] for r in pods] == [run.config["podCidr"]]
     else:  # encapsulated: the tunnel port carries pod traffic
         assert pods == []
     for r in pods:
         assert r.inputs["ipProtocol"] == "-1"
+    # whatever forwards pod-CIDR sources must have the EC2 source/dest check off
+    if expected == "pod-cidr":
+        assert all(i.inputs["sourceDestCheck"] is False for i in run.of_type("aws:ec2/instance:Instance"))
 
 
 def test_every_variant_is_covered_by_the_stack_files():

@@ -11,7 +11,7 @@ import pytest
 from cnibench.program.nodes import address_plan, iam_roles
 from cnibench.tags import EXPIRES_TAG, REQUIRED_TAGS, ROLE_TAG, STACK_TAG, VARIANT_TAG
 from cnibench.variants import CATALOG
-from tests.conftest import ALL_STACKS
+from tests.conftest import ALL_STACKS, public_ip
 
 INSTANCE = "aws:ec2/instance:Instance"
 # AWS resource types that take no tags at all (checked against pulumi-aws v7: no `tags` argument)
@@ -57,7 +57,12 @@ def test_l2_variants_share_a_subnet(stack_run, stack):
         assert ipaddress.IPv4Address(inst.inputs["privateIp"]) in net
 
 
-@pytest.mark.parametrize("stack", ["flannel-host-gw", "flannel-vxlan"])
+def test_split_subnets_are_refused_for_an_l2_variant_before_any_resource(program):
+    with pytest.raises(Exception, match="cnibench:splitSubnets: true puts the benchmark nodes in two subnets"):
+        program("flannel-host-gw", {"splitSubnets": True})
+
+
+@pytest.mark.parametrize("stack", ["flannel-vxlan", "cilium-geneve"])
 def test_split_subnets_puts_the_pair_in_two(program, stack):
     run = program(stack, {"splitSubnets": True})
     by_role = instances(run)
@@ -146,9 +151,14 @@ def test_secondary_addresses_for_vpc_addressed_pods(stack_run):
     count = CATALOG["ipvlan"].node_secondary_ips
     subnet = ipaddress.IPv4Network(run.one("aws:ec2/subnet:Subnet").inputs["cidrBlock"])
     seen: set[str] = set()
-    for role, inst in instances(run).items():
+    by_role = instances(run)
+    # the control plane runs no ipvlan pod: no secondary address (a t3.medium holds 5 at most)
+    assert "secondaryPrivateIps" not in by_role.pop("control-plane").inputs
+    assert "secondaryPrivateIps" not in run.outputs["nodes"]["control-plane"] or \
+        run.outputs["nodes"]["control-plane"]["secondaryPrivateIps"] == []
+    for role, inst in by_role.items():
         ips = inst.inputs["secondaryPrivateIps"]
-        assert len(ips) == count
+        assert len(ips) == count == 8
         assert all(ipaddress.IPv4Address(ip) in subnet for ip in ips)
         assert inst.inputs["privateIp"] not in ips
         assert not seen & set(ips), "two nodes share a secondary address"
@@ -166,6 +176,11 @@ def test_fixed_addresses_replace_delete_first(stack_run):
 @pytest.mark.parametrize("stack", ALL_STACKS)
 def test_every_aws_resource_is_tagged(stack_run, stack):
     run = stack_run(stack)
+    created = run.one("command:local:Command", "created-at")
+    assert created.inputs["create"] == "date -u +%s" and "triggers" not in created.inputs
+    born = datetime.fromtimestamp(int(created.state["stdout"]), tz=timezone.utc)
+    assert abs(datetime.now(timezone.utc) - born) < timedelta(hours=1)
+    expected_expiry = (born + timedelta(hours=run.config["expiryHours"])).strftime("%Y-%m-%dT%H:%M:%SZ")
     checked = 0
     for res in run.resources:
         if not res.type.startswith("aws:") or res.type in UNTAGGABLE:
@@ -177,10 +192,8 @@ def test_every_aws_resource_is_tagged(stack_run, stack):
         )
         assert set(REQUIRED_TAGS) <= set(tags), f"{res.name}: {tags}"
         assert tags[STACK_TAG] == stack and tags[VARIANT_TAG] == run.config["variant"]
-        expires = datetime.strptime(tags[EXPIRES_TAG], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-        hours = timedelta(hours=run.config["expiryHours"])
-        now = datetime.now(timezone.utc)
-        assert now + hours - timedelta(hours=1) < expires <= now + hours
+        # the stack's creation time (the created-at command's stdout) + expiryHours
+        assert tags[EXPIRES_TAG] == expected_expiry, res.name
         checked += 1
     assert checked >= 10
     provider = run.one("pulumi:providers:aws")
@@ -229,9 +242,11 @@ def test_node_and_ssh_outputs(stack_run, stack):
         assert out["availabilityZone"] == inst.inputs["availabilityZone"]
         assert out["subnetId"] == inst.inputs["subnetId"]
         assert out["privateIp"] == inst.state["privateIp"]
-        assert out["publicIp"] == inst.state["publicIp"]
+        # the control plane's address is its Elastic IP (a stable API endpoint), the others their own
+        assert out["publicIp"] == public_ip(run, role)
+        assert (out["publicIp"] == inst.state["publicIp"]) is (role != "control-plane")
         assert out["name"] == inst.state["privateDns"]
-        assert run.outputs["ssh"][role].endswith(f"ubuntu@{inst.state['publicIp']}")
+        assert run.outputs["ssh"][role].endswith(f"ubuntu@{public_ip(run, role)}")
     assert "sshPrivateKey" in run.outputs["ssh"]["keyFile"]
 
 
@@ -247,16 +262,52 @@ def test_ami_override_and_architecture_checks(program):
 # --- pure helpers -----------------------------------------------------------------------
 
 def test_address_plan():
-    plan = address_plan({"control-plane": "10.20.0.0/24", "client": "10.20.0.0/24", "server": "10.20.1.0/24"}, 3)
-    assert plan["control-plane"].private_ip == "10.20.0.10"
+    plan = address_plan({"control-plane": "10.20.0.0/24", "client": "10.20.0.0/24", "server": "10.20.1.0/24"},
+                        {"client": 3, "server": 3})
+    assert plan["control-plane"].private_ip == "10.20.0.10" and plan["control-plane"].secondary_ips == ()
     assert plan["client"].private_ip == "10.20.0.20"
     assert plan["server"].private_ip == "10.20.1.30"
     assert plan["client"].secondary_ips == ("10.20.0.80", "10.20.0.81", "10.20.0.82")
-    with pytest.raises(ValueError):
-        address_plan({"server": "10.20.0.0/26"}, 8)
+    assert plan["server"].secondary_ips == ("10.20.1.120", "10.20.1.121", "10.20.1.122")
+    with pytest.raises(ValueError, match="too small"):
+        address_plan({"server": "10.20.0.0/26"}, {"server": 8})
+    with pytest.raises(ValueError, match="at most 32"):
+        address_plan({"client": "10.20.0.0/24"}, {"client": 33})
+
+
+def test_ipvlan_secondary_addresses_must_fit_one_interface_of_the_type(program):
+    # t3.large: 12 IPv4 addresses per interface (EC2 User Guide) -> 8 secondaries fit
+    run = program("ipvlan", {"instanceType": "t3.large", "controlPlaneInstanceType": "t3.medium"})
+    assert {len(i.inputs.get("secondaryPrivateIps") or []) for i in run.of_type(INSTANCE)} == {0, 8}
+    # t3.medium: 6 per interface = 1 primary + 5 secondary < 8
+    with pytest.raises(Exception) as err:
+        program("ipvlan", {"instanceType": "t3.medium"})
+    text = str(err.value)
+    assert "cnibench:instanceType: 't3.medium' allows 6 IPv4 addresses per network interface (1 primary + 5 " \
+           "secondary); ipvlan gives each benchmark node 8 secondary addresses" in text
+    assert "at least 9 addresses per interface" in text
+    # variants without secondary addresses do not care
+    assert program("flannel-vxlan", {"instanceType": "t3.medium"}).of_type(INSTANCE)
 
 
 def test_iam_roles_per_cni():
     assert iam_roles(CATALOG["flannel-aws-vpc"]) == ("control-plane", "client", "server")
     assert iam_roles(CATALOG["cilium-eni"]) == ("control-plane",)
     assert iam_roles(CATALOG["cilium-native"]) == ()
+
+
+def test_the_expiry_is_fixed_when_the_stack_is_created(program):
+    """The expiry derives from one local command whose inputs do not depend on the clock or on
+    benchmarkRun: Pulumi runs nothing for it on later updates, so its stdout (kept in the
+    state) and every expiry tag stay as they were at creation."""
+    first = program("flannel-vxlan", {"benchmarkRun": "1"})
+    second = program("flannel-vxlan", {"benchmarkRun": "2", "expiryHours": 8})
+    a, b = (r.one("command:local:Command", "created-at") for r in (first, second))
+    assert a.inputs == b.inputs == {"create": "date -u +%s", "update": 'printf "%s" "$PULUMI_COMMAND_STDOUT"'}
+    # the tags are built from its output, not from the program's clock
+    for run, cmd in ((first, a), (second, b)):
+        provider = run.one("pulumi:providers:aws")
+        tags = json.loads(provider.inputs["defaultTags"])["tags"] if isinstance(provider.inputs["defaultTags"], str) \
+            else provider.inputs["defaultTags"]["tags"]
+        born = datetime.fromtimestamp(int(cmd.state["stdout"]), tz=timezone.utc)
+        assert tags[EXPIRES_TAG] == (born + timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%SZ")

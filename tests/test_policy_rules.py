@@ -458,6 +458,22 @@ def test_ssh_from_anywhere_rejected_unless_allowed():
     assert_pass("ssh-ingress", b.stack())
 
 
+def test_world_open_is_judged_by_public_coverage_and_names_each_port():
+    b = Builder("flannel-vxlan")
+    b.patch(next(r for r in b.res if r.name == "ssh"), cidrIpv4="0.0.0.0/1")
+    assert_fails("ssh-ingress", b.stack(), "opens tcp/22 (SSH) to 0.0.0.0/1 (2,092,957,696 public addresses)")
+    b.patch(next(r for r in b.res if r.name == "ssh"), cidrIpv4="10.0.0.0/8")  # private: nobody on the internet
+    assert_pass("ssh-ingress", b.stack())
+    # the Kubernetes API port from a world-open range counts as much as SSH
+    b.add("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "api", {
+        "securityGroupId": b.sg.ids[0], "ipProtocol": "tcp", "fromPort": 6443, "toPort": 6443,
+        "cidrIpv4": "128.0.0.0/1",
+    }, deps={"securityGroupId": [b.sg]})
+    text = assert_fails("ssh-ingress", b.stack(), "opens tcp/6443 (the Kubernetes API) to 128.0.0.0/1")
+    assert "tcp/22" not in text.split("Fix")[0]
+    assert_pass("ssh-ingress", b.stack(allowSshFromAnywhere=True))
+
+
 def test_ssh_rule_shapes_all_traffic_and_legacy_rules():
     b = Builder("flannel-vxlan")
     b.add("aws:ec2/securityGroupRule:SecurityGroupRule", "legacy", {

@@ -7,6 +7,10 @@ recording, never a silent update of the file.
 
 Re-recorded in issue 12: two additions per stack (``bench-host-nodes-tcp-11111`` and
 ``-udp-11111``, the hostNetwork sockperf servers' security-group rules); nothing renamed or removed.
+
+Re-recorded in issue 13, additions only: ``created-at`` (the local command that fixes the expiry
+tag at creation), ``nodes-api`` (the control plane's Elastic IP) in every stack, and
+``net-in-pods-all`` (the pod-CIDR rule) for kube-router-overlay.
 """
 
 from __future__ import annotations

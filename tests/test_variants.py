@@ -50,8 +50,12 @@ def test_underlay_requirements_match_the_design():
     # every direct-routing variant, and aws-vpc, needs the EC2 source/dest check off
     for name in L2_VARIANTS - {"ipvlan"} | {"flannel-aws-vpc"}:
         assert CATALOG[name].source_dest_check_off, name
-    for name in ("flannel-vxlan", "cilium-vxlan", "cilium-geneve", "kube-router-overlay"):
+    for name in ("flannel-vxlan", "cilium-vxlan", "cilium-geneve"):
         assert not CATALOG[name].source_dest_check_off, name
+    # kube-router's overlay sends pod -> node traffic outside the tunnel, unmasqueraded
+    # (pod_egress.go excludes the node IPs): its nodes forward pod-CIDR sources too
+    overlay = CATALOG["kube-router-overlay"]
+    assert overlay.source_dest_check_off and overlay.pod_source_to_nodes
 
 
 def test_encapsulation_facts():

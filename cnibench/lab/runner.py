@@ -21,6 +21,7 @@ from cnibench.lab.datapaths import DATAPATHS, DEFAULT_DATAPATHS, KernelFeatureMi
 from cnibench.report import single as report
 from cnibench.suite import definition, records
 from cnibench.suite.definition import TestDef
+from cnibench.variants import IPVLAN_NO_SERVICE_PATH
 
 FAIL_AT_ENV = "CNIBENCH_LAB_FAIL_AT"  # test hook: "measure" makes the first measurement raise
 
@@ -31,6 +32,9 @@ FAIL_AT_ENV = "CNIBENCH_LAB_FAIL_AT"  # test hook: "measure" makes the first mea
 PINNING_NOTE = ("client and server of the request/response, connection-rate, HTTP and under-load tests run on CPU "
                 "{cpu} (taskset): a cross-core wake-up on a VM costs up to ~100 µs and would hide the datapath; "
                 "iperf3 runs unpinned")
+
+
+MAX_LOAD = 10.0  # --loads: the largest fraction of the host's maximum message rate
 
 
 class LabInterrupted(BaseException):
@@ -108,9 +112,12 @@ class LabOptions:
             raise ValueError(f"--pin-cpu {self.pin_cpu}: this machine has CPUs 0 to {cpus - 1}")
         if self.service_proxy not in ("nft", "iptables"):
             raise ValueError(f"--service-proxy {self.service_proxy!r}: must be nft or iptables")
-        if not self.latency_loads or any(not (math.isfinite(f) and 0 < f <= 1.0) for f in self.latency_loads):
+        # above 1 the target exceeds what the host network itself reached: the gate must then
+        # refuse the repetition (a way to see the gate work); 10x is far beyond any generator
+        if not self.latency_loads or any(not (math.isfinite(f) and 0 < f <= MAX_LOAD) for f in self.latency_loads):
             raise ValueError(f"--loads {','.join(map(str, self.latency_loads))}: fractions of the host's maximum "
-                             "message rate, each in (0, 1]")
+                             f"message rate, each in (0, {MAX_LOAD:g}] (above 1: more than the host reached, "
+                             "which the validity gate refuses)")
 
 
 @dataclass
@@ -458,9 +465,7 @@ def _steps(opts: LabOptions, settings: definition.SuiteSettings, subject: dict, 
         subject["tests"].append(test)
         if d.service:
             if cluster.datapath.pods == "ipvlan":
-                test.update(status="skipped",
-                            skipped_reason="ipvlan pods bypass the node's netfilter hooks: kube-proxy DNAT on the "
-                                           "node does not apply")
+                test.update(status="skipped", skipped_reason=IPVLAN_NO_SERVICE_PATH)
                 continue
             try:
                 vip = cluster.install_service(measure.IPERF3_PORT, opts.service_proxy)

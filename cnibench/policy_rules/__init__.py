@@ -42,7 +42,8 @@ RULES: tuple[Rule, ...] = (
          cluster.burst_bandwidth),
     Rule("cidrs", "Pod, service and VPC ranges are disjoint; the native-routing CIDR covers the pod CIDR", M,
          network.cidrs),
-    Rule("ssh-ingress", "No SSH from 0.0.0.0/0 unless cnibench:allowSshFromAnywhere", M, security.ssh_ingress),
+    Rule("ssh-ingress", "No SSH or Kubernetes API from a world-open range (more than a /16 of public addresses) "
+         "unless cnibench:allowSshFromAnywhere", M, security.ssh_ingress),
     Rule("imdsv2", "Instances require IMDSv2", M, security.imdsv2),
     Rule("encrypted-volumes", "Instance volumes are encrypted", M, security.encrypted_volumes),
     Rule("expiry-tag", "Every taggable AWS resource carries cnibench:expires-at", M, security.expiry_tag),

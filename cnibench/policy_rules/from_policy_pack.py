@@ -42,7 +42,7 @@ _UNKNOWNS = frozenset({
 CONFIG_SCHEMA = PolicyConfigSchema(properties={
     "variant": {"type": "string", "description": "the catalog variant, if the instances carry no cnibench:variant tag"},
     "routeTableQuota": {"type": "integer", "description": "routes per VPC route table (AWS default 50)"},
-    "allowSshFromAnywhere": {"type": "boolean", "description": "accept SSH from 0.0.0.0/0"},
+    "allowSshFromAnywhere": {"type": "boolean", "description": "accept SSH and the Kubernetes API from a world-open range"},
     "amiId": {"type": "string", "description": "the stack's cnibench:amiId (empty: the default Ubuntu 24.04 AMI)"},
 })
 

@@ -27,18 +27,12 @@ from cnibench.policy_rules.model import (
     Violation,
     known,
 )
-from cnibench.variants import CATALOG, PodAddressing, PortRule, Underlay, Variant
+from cnibench.variants import PodAddressing, PortRule, Underlay, Variant, alternatives
 
 DEFAULT_ROUTE_TABLE = "aws:ec2/defaultRouteTable:DefaultRouteTable"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 IAM_POLICY = "aws:iam/policy:Policy"
 IAM_ROLE = "aws:iam/role:Role"
-
-
-def _alternatives(variant: Variant, underlay: Underlay = Underlay.L3) -> str:
-    names = [v.name for v in CATALOG.values() if v.cni == variant.cni and v.underlay is underlay]
-    names = names or [v.name for v in CATALOG.values() if v.underlay is underlay]
-    return ", ".join(names)
 
 
 def source_dest_check_violations(stack: Stack, variant: Variant) -> Iterator[Violation]:
@@ -65,7 +59,7 @@ def l2_adjacency(stack: Stack) -> Iterator[Violation]:
     first, first_ref = nodes[0], stack.ref(nodes[0], "subnetId", SUBNET)
     fix = (
         "Fix: put both benchmark nodes in one subnet (cnibench:splitSubnets=false), or benchmark an "
-        f"encapsulating variant instead ({_alternatives(variant)})."
+        f"encapsulating variant instead ({alternatives(variant)})."
     )
     for other in nodes[1:]:
         same = first_ref.same(stack.ref(other, "subnetId", SUBNET))
@@ -288,8 +282,9 @@ def _admits_from(rule: Ingress, node_groups: list[Ref], sources: list[Any]) -> b
 
 
 def routes_pod_addresses(variant: Variant) -> bool:
-    """Unencapsulated pod traffic between nodes carries pod-range addresses (not VPC addresses)."""
-    return variant.pod_addressing is PodAddressing.POD_CIDR
+    """Unencapsulated pod traffic between nodes carries pod-range addresses (not VPC addresses);
+    so does an overlay's pod -> node traffic when it leaves outside the tunnel (catalog)."""
+    return variant.pod_addressing is PodAddressing.POD_CIDR or variant.pod_source_to_nodes
 
 
 def encap_ports(stack: Stack) -> Iterator[Violation]:

@@ -8,6 +8,7 @@ import inspect
 import warnings
 from typing import Any, Iterator, Mapping
 
+from cnibench import addresses
 from cnibench.policy_rules.model import INSTANCE, TAG_EXPIRES, NotApplicable, Res, Stack, Violation
 from cnibench.policy_rules.network import ingress_rules
 
@@ -17,27 +18,39 @@ _TRUE = (True, "true", "True")
 
 
 def _open_cidrs(cidrs: tuple[str, ...]) -> list[str]:
-    return [c for c in cidrs if c.strip() in ("0.0.0.0/0", "::/0")]
+    """The CIDRs of a rule that admit a sizeable part of the internet (cnibench.addresses)."""
+    return [c for c in cidrs if addresses.world_open(c.strip())]
+
+
+def _reaches(rule: Any, port: int) -> bool:
+    if rule.protocol == "all":
+        return True
+    if rule.protocol != "6":
+        return False
+    if rule.from_port in (None, -1) and rule.to_port in (None, -1):
+        return True
+    return rule.from_port is not None and rule.to_port is not None and rule.from_port <= port <= rule.to_port
 
 
 def ssh_ingress(stack: Stack) -> Iterator[Violation]:
-    """No SSH (tcp/22, or all traffic) from the whole internet unless explicitly allowed."""
+    """No SSH (tcp/22) and no Kubernetes API (tcp/6443), the two ports sshIngressCidr opens, from
+    a world-open range (more than a /16 of public addresses, however it is spelled) unless
+    cnibench:allowSshFromAnywhere accepts it."""
     if stack.setting("allowSshFromAnywhere", False) in _TRUE:
         return
     for rule in ingress_rules(stack):
-        reaches_22 = rule.protocol == "all" or (
-            rule.protocol == "6" and (
-                (rule.from_port in (None, -1) and rule.to_port in (None, -1))
-                or (rule.from_port is not None and rule.to_port is not None and rule.from_port <= 22 <= rule.to_port)
-            )
-        )
         wide = _open_cidrs(rule.cidrs)
-        if reaches_22 and wide:
-            yield Violation(
-                f"security: {rule.res.label()} opens SSH to {', '.join(wide)}. Fix: set cnibench:sshIngressCidr to "
-                "your address /32 (or 'auto'), or set cnibench:allowSshFromAnywhere=true to accept the exposure.",
-                rule.res.urn,
-            )
+        if not wide:
+            continue
+        for port, what in addresses.OPERATOR_PORTS:
+            if _reaches(rule, port):
+                shown = ", ".join(f"{c} ({addresses.public_addresses(c):,} public addresses)" for c in wide)
+                yield Violation(
+                    f"security: {rule.res.label()} opens tcp/{port} ({what}) to {shown}. Fix: set "
+                    "cnibench:sshIngressCidr to your address /32 (or 'auto'), or set "
+                    f"cnibench:allowSshFromAnywhere=true to accept opening {addresses.operator_ports_text()}.",
+                    rule.res.urn,
+                )
 
 
 def imdsv2(stack: Stack) -> Iterator[Violation]:

@@ -15,6 +15,7 @@ from cnibench.config import ConfigError, StackConfig, parse_config
 from cnibench.program.benchmark import Benchmark
 from cnibench.program.cluster import Cluster
 from cnibench.program.cni import install_cni
+from cnibench.program.expiry import expires_at
 from cnibench.program.network import Network
 from cnibench.program.nodes import NodePair
 from cnibench.program.operator import lookup_public_ip, ssh_ingress_cidr
@@ -47,7 +48,7 @@ def main(cfg: StackConfig, public_ip: Callable[[], str]) -> None:
     ``sshIngressCidr: auto``. Config errors found while declaring (e.g. a ``vpcId`` whose CIDR is
     not ``vpcCidr``) are raised as :class:`ConfigError`."""
     stack = pulumi.get_stack()
-    tags = Tagging.of_stack(cfg.tags, stack, cfg.variant, cfg.expiry_hours)
+    tags = Tagging.of_stack(cfg.tags, stack, cfg.variant, expires_at(cfg.expiry_hours))
     on_aws = pulumi.ResourceOptions(providers=[aws_provider(cfg.region, tags)])
     network = Network("net", cfg, tags, ssh_ingress_cidr(cfg, public_ip), opts=on_aws)
     nodes = NodePair("nodes", cfg, network, tags, opts=on_aws)

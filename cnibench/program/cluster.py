@@ -98,8 +98,12 @@ def kubeadm_config(
     service_cidr: str,
     node_pod_mask_size: int,
     schedulable: bool,
+    kube_proxy: Mapping[str, Any] | None = None,
 ) -> str:
-    """The kubeadm InitConfiguration + ClusterConfiguration documents (YAML).
+    """The kubeadm InitConfiguration + ClusterConfiguration documents (YAML), and a
+    KubeProxyConfiguration when ``kube_proxy`` holds settings for it (kubeadm passes that
+    document to the kube-proxy addon: kubeadm's config file "may contain" one per component,
+    kubernetes.io/docs/reference/config-api/kubeadm-config.v1beta4).
 
     ``kubernetesVersion`` is ``@KUBERNETES_VERSION@``: kubeadm-init.sh puts the installed
     kubeadm's own version there (kubeadm would otherwise look up "stable-1" on the internet).
@@ -126,7 +130,32 @@ def kubeadm_config(
             "extraArgs": _extra_args(minor, {"node-cidr-mask-size": str(node_pod_mask_size)}),
         },
     }
-    return yaml.safe_dump_all([init, cluster], sort_keys=False)
+    docs: list[dict[str, Any]] = [init, cluster]
+    if kube_proxy:
+        docs.append({"apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+                     **kube_proxy})
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def kube_proxy_settings(variant: Any) -> dict[str, Any] | None:
+    """KubeProxyConfiguration fields a variant needs, None for kube-proxy's defaults.
+
+    kube-proxy treats traffic as coming from inside the cluster when its source is in
+    ``clusterCIDR`` (the default ``detectLocalMode: ClusterCIDR``; kubeadm sets clusterCIDR to
+    ``podSubnet``) and masquerades the rest of the pod-to-ClusterIP traffic. Pods with VPC
+    addresses (cilium ENI IPAM) are outside ``podSubnet``: every one of their service flows
+    would be SNATed to the node, a step no other variant pays. Detecting local traffic by the
+    pods' host-side interface fixes that: kube-proxy v1alpha1 ``detectLocalMode:
+    InterfaceNamePrefix`` with ``detectLocal.interfaceNamePrefix`` (k8s.io/kube-proxy
+    config/v1alpha1/types.go, DetectLocalConfiguration), and cilium names every endpoint's
+    host-side interface ``lxc...`` (cilium pkg/datapath/connector, HostInterfacePrefix = "lxc").
+    """
+    if variant.replaces_kube_proxy:
+        return None
+    prefix = variant.pod_host_interface_prefix
+    if variant.pod_addressing.value == "vpc" and prefix:
+        return {"detectLocalMode": "InterfaceNamePrefix", "detectLocal": {"interfaceNamePrefix": prefix}}
+    return None
 
 
 def parse_join_command(stdout: str) -> dict[str, str]:
@@ -175,10 +204,14 @@ class Cluster(pulumi.ComponentResource):
         def cmd(res: str, node: Node, create: pulumi.Input[str], deps: Sequence[pulumi.Resource],
                 boot: bool = False, **kw: Any) -> remote.Command:
             timeouts = pulumi.CustomTimeouts(create=BOOT_TIMEOUT) if boot else None
+            # a replaced machine runs its steps again: the control plane's public address is an
+            # Elastic IP that stays the same, so the connection alone would not tell
+            triggers = [node.instance.id, *kw.pop("triggers", [])]
             return remote.Command(
                 f"{name}-{res}",
                 connection=self._connection(node, boot=boot),
                 create=create,
+                triggers=triggers,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(deps), custom_timeouts=timeouts),
                 **kw,
             )
@@ -201,6 +234,7 @@ class Cluster(pulumi.ComponentResource):
                 pod_cidr=cfg.pod_cidr, service_cidr=cfg.service_cidr,
                 node_pod_mask_size=cfg.node_pod_mask_size,
                 schedulable=cp.benchmark_role is not None,
+                kube_proxy=kube_proxy_settings(variant),
             )
         )
         self.kubeadm_config = config
@@ -220,6 +254,7 @@ class Cluster(pulumi.ComponentResource):
             f"{name}-kubeconfig",
             connection=self._connection(cp),
             create=KUBECONFIG_COMMAND,
+            triggers=[cp.instance.id],  # a replaced control plane has a new admin.conf
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[self.init], additional_secret_outputs=["stdout"],
             ),
@@ -233,8 +268,9 @@ class Cluster(pulumi.ComponentResource):
             f"{name}-join-command",
             connection=self._connection(cp),
             create=JOIN_COMMAND,
-            # a fresh token whenever a worker is replaced (the old one may have expired)
-            triggers=[w.instance.id for w in workers],
+            # a fresh token whenever a worker or the control plane is replaced (the old token may
+            # have expired, or belong to the old cluster)
+            triggers=[cp.instance.id, *(w.instance.id for w in workers)],
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[self.init], additional_secret_outputs=["stdout"],
             ),
@@ -250,9 +286,11 @@ class Cluster(pulumi.ComponentResource):
                 {"API_ENDPOINT": v[0]["endpoint"], "JOIN_TOKEN": v[0]["token"],
                  "CA_CERT_HASH": v[0]["hash"], "NODE_NAME": v[1]},
             ))
+            # a replaced control plane is a new cluster: every worker joins it again
             joined[id(node.instance)] = cmd(
                 f"{node.role}-join", node, pulumi.Output.secret(create),
                 [prepared[id(node.instance)], join_cmd], logging=remote.Logging.STDERR,
+                triggers=[cp.instance.id],
             )
 
         # 6: label the benchmark nodes (on the control plane, with the admin kubeconfig)
@@ -267,6 +305,7 @@ class Cluster(pulumi.ComponentResource):
                 f"{role}-label", cp,
                 node.node_name.apply(label_script),
                 [joined[id(node.instance)]],
+                triggers=[node.instance.id],  # a replaced node (same name: fixed address) is labelled again
             )
             self.ready.append(label)
         self.joined = list(joined.values())

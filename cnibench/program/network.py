@@ -21,12 +21,12 @@ from typing import Iterable, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from cnibench import addresses
+from cnibench.addresses import API_SERVER_PORT, SSH_PORT
 from cnibench.config import ConfigError, StackConfig, key_of
 from cnibench.tags import Tagging
 from cnibench.variants import KUBERNETES_NODE_PORTS, PodAddressing, PortRule, Variant
 
-API_SERVER_PORT = 6443
-SSH_PORT = 22
 # Our subnets are /24s: room for the nodes, their secondary addresses and ENI-IPAM pods.
 SUBNET_PREFIX = 24
 
@@ -86,8 +86,9 @@ def pod_traffic_sources(variant: Variant, pod_cidr: str, subnet_cidrs: Sequence[
     are encapsulated (the tunnel's port, already a node rule, carries them)."""
     if variant.pod_addressing is PodAddressing.VPC:
         return tuple(subnet_cidrs)  # pods hold VPC addresses of the node subnets
-    if variant.pod_addressing is PodAddressing.POD_CIDR:
-        return (pod_cidr,)  # routed pod ranges: the source address is a pod-CIDR address
+    if variant.pod_addressing is PodAddressing.POD_CIDR or variant.pod_source_to_nodes:
+        # routed pod ranges (or pod -> node traffic outside the tunnel): pod-CIDR source addresses
+        return (pod_cidr,)
     return ()
 
 
@@ -208,6 +209,12 @@ class Network(pulumi.ComponentResource):
         self._tags = tags
         self._name = name
         self.rules = ingress_rules(self.variant, ssh_cidr, cfg.pod_cidr, cidrs)
+        if cfg.allow_ssh_from_anywhere and addresses.world_open(ssh_cidr):
+            # accepted, but never silently: name every port the override opens
+            pulumi.log.warn(
+                f"{key_of('allow_ssh_from_anywhere')}=true: {key_of('ssh_ingress_cidr')} {ssh_cidr} opens "
+                f"{addresses.operator_ports_text()} on every node to {addresses.public_addresses(ssh_cidr):,} "
+                "public addresses", sg)
         self.ingress = [self._ingress(rule) for rule in self.rules]
         aws.vpc.SecurityGroupEgressRule(
             f"{name}-egress-all",

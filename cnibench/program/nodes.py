@@ -76,13 +76,14 @@ class Address:
 
 
 def address_plan(
-    subnets: dict[str, str], secondary_count: int
+    subnets: dict[str, str], secondary_counts: dict[str, int]
 ) -> dict[str, Address]:
     """Primary and secondary private addresses of each role, from the CIDR of its subnet."""
-    if secondary_count > _MAX_SECONDARY:
-        raise ValueError(f"at most {_MAX_SECONDARY} secondary addresses per node, {secondary_count} asked")
     plan = {}
     for role, cidr in subnets.items():
+        secondary_count = secondary_counts.get(role, 0)
+        if secondary_count > _MAX_SECONDARY:
+            raise ValueError(f"at most {_MAX_SECONDARY} secondary addresses per node, {secondary_count} asked")
         net = ipaddress.IPv4Network(cidr)
         last = _SECONDARY_OFFSET[role] + secondary_count
         if last >= net.num_addresses - 1:
@@ -109,16 +110,50 @@ class Node:
     ami: pulumi.Output[str]
     availability_zone: str
     benchmark_role: str | None = None  # client/server for benchmark nodes
+    architecture: str = "amd64"  # Ubuntu/Go name: amd64 or arm64
 
 
-def _pick_ami(cfg: StackConfig, parent: pulumi.Resource) -> str:
-    """``amiId``, or the latest Ubuntu 24.04 of the benchmark instance type's architecture."""
+def _instance_types(cfg: StackConfig, parent: pulumi.Resource) -> dict[str, Any]:
+    """The EC2 facts of each configured instance type (``get_instance_type``), by config field."""
     invoke = pulumi.InvokeOptions(parent=parent)
-    arches = {}
+    infos: dict[str, Any] = {}
     for key in ("instance_type", "control_plane_instance_type"):
         if key == "control_plane_instance_type" and cfg.control_plane_on_benchmark_node:
             continue
-        info = aws.ec2.get_instance_type(instance_type=getattr(cfg, key), opts=invoke)
+        infos[key] = aws.ec2.get_instance_type(instance_type=getattr(cfg, key), opts=invoke)
+    return infos
+
+
+def check_secondary_ips(cfg: StackConfig, variant: Variant, infos: dict[str, Any]) -> None:
+    """The benchmark nodes' secondary addresses must fit on one interface of their type: EC2
+    refuses ``RunInstances`` otherwise (the per-interface limit counts the primary address;
+    EC2 User Guide, "IP addresses per network interface per instance type")."""
+    wanted = variant.node_secondary_ips
+    info = infos.get("instance_type")
+    if not wanted or info is None:
+        return
+    limit = info.maximum_ipv4_addresses_per_interface
+    if limit is None:
+        pulumi.log.warn(f"{key_of('instance_type')} {cfg.instance_type!r}: AWS reported no per-interface IPv4 limit; "
+                        f"{variant.name} needs {wanted} secondary addresses per benchmark node (not checked)")
+        return
+    if wanted > limit - 1:
+        raise ConfigError([
+            f"{key_of('instance_type')}: {cfg.instance_type!r} allows {limit} IPv4 addresses per network interface "
+            f"(1 primary + {limit - 1} secondary); {variant.name} gives each benchmark node {wanted} secondary "
+            f"addresses for its pods: pick an instance type with at least {wanted + 1} addresses per interface"
+        ])
+
+
+def _first_arch(info: Any) -> str:
+    return next((a for a in (info.supported_architectures or []) if a in _ARCH), "x86_64")
+
+
+def _pick_ami(cfg: StackConfig, infos: dict[str, Any], parent: pulumi.Resource) -> str:
+    """``amiId``, or the latest Ubuntu 24.04 of the benchmark instance type's architecture."""
+    invoke = pulumi.InvokeOptions(parent=parent)
+    arches = {}
+    for key, info in infos.items():
         supported = [a for a in (info.supported_architectures or []) if a in _ARCH]
         if not supported:
             raise ConfigError([
@@ -179,7 +214,12 @@ class NodePair(pulumi.ComponentResource):
             tags=tags.for_(f"{name}-ssh"),
             opts=child,
         )
-        self.ami_id = _pick_ami(cfg, self)
+        infos = _instance_types(cfg, self)
+        check_secondary_ips(cfg, variant, infos)
+        self.ami_id = _pick_ami(cfg, infos, self)
+        # the Ubuntu/Go name of the nodes' architecture (amd64, arm64): binaries downloaded to the
+        # nodes (the CNI plugins of ipvlan) must match it
+        self.architecture = _ARCH[_first_arch(infos["instance_type"])]
 
         placement = aws.ec2.PlacementGroup(
             f"{name}-benchmark",
@@ -192,9 +232,11 @@ class NodePair(pulumi.ComponentResource):
         # subnet of each machine: the server takes the second subnet with splitSubnets
         subnet_index = {CONTROL_PLANE: 0, CLIENT: 0, SERVER: 1 if cfg.split_subnets else 0}
         machines = [CLIENT, SERVER] if cfg.control_plane_on_benchmark_node else [CONTROL_PLANE, CLIENT, SERVER]
+        # secondary addresses only where pods take them: the benchmark nodes (the control plane
+        # runs no ipvlan pod, and a t3.medium could not hold them: 6 addresses per interface)
         plan = address_plan(
             {role: network.subnet_cidrs[subnet_index[role]] for role in machines},
-            variant.node_secondary_ips,
+            {role: variant.node_secondary_ips if role in BENCHMARK_ROLES else 0 for role in machines},
         )
 
         profiles = self._instance_profiles(name, variant, tags)
@@ -241,14 +283,32 @@ class NodePair(pulumi.ComponentResource):
                     tags=tags.for_(f"{instance_name}-root", **role_tags),
                 ),
                 tags=tags.for_(instance_name, **role_tags),
-                # fixed private addresses: the old instance must go before its replacement comes
-                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+                # fixed private addresses: the old instance must go before its replacement comes.
+                # A looked-up AMI is resolved once: a newer Ubuntu image on a later `up` (e.g. a
+                # benchmark-only re-run) must not replace the nodes; an explicit amiId still does.
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True,
+                                            ignore_changes=None if cfg.ami_id else ["ami"]),
             )
+            public_ip: pulumi.Output[str] = instance.public_ip
+            if role == CONTROL_PLANE or (cfg.control_plane_on_benchmark_node and role == CLIENT):
+                # The API server's public endpoint must not move: an instance-type change stops
+                # and starts the instance, which gives it a new auto-assigned public IP that the
+                # API certificate (certSANs) and the exported kubeconfig do not name. An Elastic
+                # IP stays; it follows a replaced instance (the association is an in-place update).
+                eip = aws.ec2.Eip(
+                    f"{name}-api",
+                    domain="vpc",
+                    instance=instance.id,
+                    tags=tags.for_(f"{name}-api", **role_tags),
+                    opts=child,
+                )
+                self.api_eip = eip
+                public_ip = eip.public_ip
             node = Node(
                 role=role,
                 instance=instance,
                 private_ip=instance.private_ip,
-                public_ip=instance.public_ip,
+                public_ip=public_ip,
                 node_name=instance.private_dns,
                 secondary_private_ips=pulumi.Output.from_input(list(addr.secondary_ips)),
                 subnet_id=instance.subnet_id,
@@ -256,6 +316,7 @@ class NodePair(pulumi.ComponentResource):
                 ami=instance.ami,
                 availability_zone=cfg.az,
                 benchmark_role=role if benchmark else None,
+                architecture=self.architecture,
             )
             self.nodes[role] = node
         if cfg.control_plane_on_benchmark_node:

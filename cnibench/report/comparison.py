@@ -91,7 +91,8 @@ def rows(sources: Sequence[Source]) -> list[dict[str, Any]]:
                     reference=f"{ref}/{t.get('reference_test') or t['name']}" if has_ref else "none in this run",
                     cpu_busy_percent=cpu.get("busy_percent"), cpu_seconds_per_gbit=cpu.get("cpu_seconds_per_gbit"),
                     observed_mtu=t.get("observed_mtu"),
-                    note=t.get("error") or t.get("skipped_reason") or (s.get("error") if s["status"] != "ok" else None),
+                    note=t.get("error") or t.get("skipped_reason") or (s.get("error") if s["status"] != "ok" else None)
+                    or ("; ".join(t["caveats"]) if t.get("caveats") else None),
                 )
                 out.append(row)
     return out

@@ -83,6 +83,8 @@ def cell(test: dict | None, notes: list[str], *, rich: bool = True, reference: b
     partial = (test.get("validity") or {}).get("reason")
     if partial:
         text += f" {yellow}({note(partial)}){end}"
+    for caveat in test.get("caveats") or ():  # what else the figure measures (e.g. a per-flow limit)
+        text += f" {yellow}({note(caveat)}){end}"
     return text
 
 

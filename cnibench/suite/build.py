@@ -16,6 +16,7 @@ from cnibench import parsers, results
 from cnibench.suite import definition, records
 from cnibench.suite.definition import TestDef
 from cnibench.suite.plan import HOST, IMAGE, PODS, RAW_FORMAT, PlannedTest, Step, SuitePlan
+from cnibench.variants import AWS_PER_FLOW_LIMIT_GBIT, AWS_PER_FLOW_SOURCE
 
 PATH_MTU_NOTE = ("the path MTU is not probed in the cloud (the image has no ping): the mtu test records the MTU "
                  "of the client pod's default-route interface")
@@ -39,13 +40,15 @@ class RunContext:
     region: str | None = None
     client_node: str = ""
     server_node: str = ""
+    encap_one_flow: bool = False  # the variant's tunnel is one flow to AWS (catalog)
 
     @classmethod
     def from_config(cls, cfg: Any, stack: str = "") -> RunContext:
         v = cfg.variant_record
         return cls(stack=stack, variant=v.name, cni=v.cni, cni_version=v.cni_version,
                    underlay_need=v.underlay.value, encap_overhead=v.encap_overhead, configured_mtu=cfg.pod_mtu,
-                   underlay_mtu=cfg.underlay_mtu, instance_type=cfg.instance_type, region=cfg.region)
+                   underlay_mtu=cfg.underlay_mtu, instance_type=cfg.instance_type, region=cfg.region,
+                   encap_one_flow=v.encap_one_flow)
 
 
 class RawOutputError(ValueError):
@@ -106,6 +109,11 @@ def _environment(raw: Mapping[str, Any], ctx: RunContext) -> dict[str, Any]:
             "cpu_model": probe.get("cpu_model"),
             "mem_total_mb": (_int(probe.get("mem_total_kb")) or 0) / 1024 or None,
             "interface": probe.get("iface"),
+            "nic_driver": probe.get("nic_driver"),
+            "nic_driver_version": probe.get("nic_driver_version"),
+            "nic_queues": {"rx": _int(probe.get("nic_rx_queues")), "tx": _int(probe.get("nic_tx_queues"))}
+            if probe.get("nic_rx_queues") else None,
+            "gso_max_size": _int(probe.get("gso_max_size")),
             "node_mtu": _int(probe.get("mtu")),
             "pod_interface_mtu": _int(pod_probe.get("mtu")),
             "os_image": info.get("os_image"),
@@ -137,8 +145,24 @@ def _environment(raw: Mapping[str, Any], ctx: RunContext) -> dict[str, Any]:
             "tools": {**tools, "image": IMAGE},
             "configured_underlay_mtu": ctx.underlay_mtu,
             "path_mtu": PATH_MTU_NOTE,
+            "aws_flows": {
+                "per_flow_limit_gbit": AWS_PER_FLOW_LIMIT_GBIT["cluster-placement-group"],
+                "placement": "one cluster placement group",
+                "encapsulation_is_one_flow": ctx.encap_one_flow,
+                "source": AWS_PER_FLOW_SOURCE,
+            },
         },
     }
+
+
+def one_flow_caveat(ctx: RunContext, streams: int) -> str | None:
+    """The caveat of a variant's multi-stream TCP figure when its tunnel is one flow to AWS."""
+    if not ctx.encap_one_flow or streams <= 1:
+        return None
+    limit = AWS_PER_FLOW_LIMIT_GBIT["cluster-placement-group"]
+    return (f"{ctx.variant}'s encapsulation carries all {streams} streams as one flow, which AWS limits to "
+            f"{limit:g} Gbit/s in a cluster placement group ({AWS_PER_FLOW_SOURCE}); the host network spreads "
+            "them over flows: the ratio measures that limit as much as the CNI")
 
 
 def _tool_label(d: TestDef, tools: Mapping[str, Any]) -> str:
@@ -452,6 +476,12 @@ def build_result(stdout: str, plan: SuitePlan, ctx: RunContext | None = None) ->
             test["parameters"] = dict(d.parameters)
             if d.kind == "mtu":
                 test["parameters"]["path_mtu_probed"] = False
+            if d.skipped_reason:
+                test.update(status="skipped", skipped_reason=d.skipped_reason)
+            caveat = one_flow_caveat(ctx, int(d.parameters.get("streams", 1))) \
+                if subject_name == plan.variant and d.kind == "tcp" and not d.service else None
+            if caveat:
+                test["caveats"] = [caveat]
             subjects[subject_name]["tests"].append(test)
             tests[f"{subject_name}/{d.name}"] = (test, p)
 
@@ -472,7 +502,7 @@ def build_result(stdout: str, plan: SuitePlan, ctx: RunContext | None = None) ->
         test["repetitions"].append(rec)
         done = max(done, rec["index"] + 1)
     for test, _p in tests.values():
-        if not test["repetitions"]:
+        if not test["repetitions"] and test["status"] != "skipped":
             test["error"] = "not run (the runner stopped before this test)"
     doc["parameters"]["repetitions"]["done"] = done
 
@@ -485,7 +515,7 @@ def build_result(stdout: str, plan: SuitePlan, ctx: RunContext | None = None) ->
             first = next((t.get("error") for t in subject["tests"] if t.get("error")), "every test failed")
             subject.update(status="error", error=f"every test failed; first error: {first}")
     n_ok = sum(1 for s in doc["subjects"] for t in s["tests"] if t["status"] == "ok")
-    n_all = sum(len(s["tests"]) for s in doc["subjects"])
+    n_all = sum(1 for s in doc["subjects"] for t in s["tests"] if t["status"] != "skipped")
     status = "complete" if n_ok == n_all and not errors else ("failed" if n_ok == 0 else "partial")
     n_blocks = len(guards)
     bad = sum(1 for _s, c in guards.values() if c)

@@ -114,6 +114,7 @@ class TestDef:
     closed_loop: bool = False  # the generator waits for each response: a rate, not a latency at fixed load
     primary: bool = False  # drives the adaptive repetitions
     parameters: dict = field(default_factory=dict)
+    skipped_reason: str | None = None  # planned, but not measurable on this subject (the reason)
 
     @property
     def reference_test(self) -> str:
@@ -121,15 +122,18 @@ class TestDef:
         return "tcp" if self.service and self.kind == "tcp" else self.name
 
 
-def suite_tests(settings: SuiteSettings, *, udp_size: int, service: bool = True) -> list[TestDef]:
-    """The tests of one subject, in run order (``service`` is False for the host reference and
-    for datapaths without a service path)."""
+def suite_tests(settings: SuiteSettings, *, udp_size: int, service: bool = True,
+                no_service_path: str | None = None) -> list[TestDef]:
+    """The tests of one subject, in run order (``service`` is False for the host reference).
+    ``no_service_path`` is the reason a datapath cannot reach services: its service test is
+    then kept, as skipped with that reason."""
     s = settings
     tests = [TestDef("tcp", "tcp", "iperf3", "Gbit/s", True, "receiver throughput",
                      parameters={"streams": s.streams, "omit_s": s.omit_s, "duration_s": s.duration_s})]
     if s.service and service:
         tests.append(TestDef("tcp-service", "tcp", "iperf3", "Gbit/s", True, "receiver throughput", service=True,
-                             parameters={"streams": 1, "omit_s": s.omit_s, "duration_s": s.duration_s}))
+                             parameters={"streams": 1, "omit_s": s.omit_s, "duration_s": s.duration_s},
+                             skipped_reason=no_service_path))
     if s.udp:
         tests.append(TestDef("udp", "udp", "iperf3", "Gbit/s", True, "receiver throughput at a fixed offered rate",
                              protocol="udp", size=udp_size,

@@ -210,6 +210,9 @@ def _steps_of(subject: str, defs: Sequence[TestDef], settings: SuiteSettings, cl
     dur, rr = int(s.duration_s), int(s.rr_duration_s)
     for d in defs:
         target = SERVICE if d.service else server
+        if d.skipped_reason:  # in the document as skipped, never run
+            planned.append(PlannedTest(d, "pod-to-service" if d.service else "pod-to-pod"))
+            continue
 
         def new(d: TestDef = d, target: str = target, **kw: Any) -> Step:
             return Step(subject=subject, test=d.name, client=client, target=target, **kw)
@@ -266,12 +269,13 @@ def plan_suite(
     mtus: Sequence[int] = (DEFAULT_MTU,),
     timeout: int = 3600,
     run: str = "1",
+    no_service_path: str | None = None,
 ) -> SuitePlan:
     """The suite for ``variant``. ``mtus`` are the MTUs of the run (node network and pod
     network): the one UDP datagram size fits the smallest."""
     udp_size = settings.udp_size(definition.smallest_mtu(list(mtus)))
     host_defs = definition.suite_tests(settings, udp_size=udp_size, service=False)
-    var_defs = definition.suite_tests(settings, udp_size=udp_size, service=True)
+    var_defs = definition.suite_tests(settings, udp_size=udp_size, service=True, no_service_path=no_service_path)
     host_steps, host_tests = _steps_of(HOST, host_defs, settings, *HOST_PODS)
     var_steps, var_tests = _steps_of(variant, var_defs, settings, *VARIANT_PODS)
     return SuitePlan(variant=variant, settings=settings, udp_size=udp_size, timeout=timeout, run=run,
@@ -298,4 +302,5 @@ def plan_from_config(cfg: Any) -> SuitePlan:
     """:func:`plan_suite` for a :class:`cnibench.config.StackConfig`: the UDP datagram fits the
     smaller of the node network's MTU (``underlayMtu``) and the pod MTU the variant sets."""
     return plan_suite(cfg.variant, settings=settings_from_config(cfg), mtus=(cfg.underlay_mtu, cfg.pod_mtu),
-                      timeout=cfg.benchmark_timeout, run=cfg.benchmark_run)
+                      timeout=cfg.benchmark_timeout, run=cfg.benchmark_run,
+                      no_service_path=cfg.variant_record.no_service_path)

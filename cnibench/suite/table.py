@@ -85,6 +85,9 @@ def format_table(doc: Mapping[str, Any]) -> str:
     ranking = extra.get("ranking") or {}
     if ranking:
         tail.append("ranking: allowed" if ranking.get("allowed") else f"ranking: not allowed ({ranking.get('reason')})")
+    for subject in doc.get("subjects") or []:
+        for t in subject.get("tests") or []:
+            tail += [f"caveat ({subject['name']} {t['name']}): {c}" for c in t.get("caveats") or ()]
     errs = extra.get("errors") or []
     tail += [f"error: {e}" for e in errs[:20]]
     return "\n".join(head + lines + tail)

@@ -107,6 +107,12 @@ def nodes_of(nodes: Any) -> Mapping[str, Any]:
     return mapping
 
 
+# The pod-template annotation that carries a checksum of a CNI's ConfigMap: a new checksum is a
+# new pod template, so the DaemonSet rolls its pods onto the new config (flannel and kube-router
+# read their ConfigMaps only when a pod starts; nothing else in their templates changes).
+CONFIG_CHECKSUM_ANNOTATION = "cnibench.io/config-checksum"
+
+
 def fingerprint(*parts: Any) -> pulumi.Output[str]:
     """A short stable hash of ``parts`` (Outputs allowed), for ``triggers``."""
 

@@ -69,7 +69,13 @@ def helm_values(
         "operator": {
             "replicas": 1,
             "nodeSelector": {"kubernetes.io/os": "linux", CONTROL_PLANE_LABEL: ""},
+            # chart values.yaml: "Roll out cilium-operator pods automatically when configmap is updated"
+            "rollOutPods": True,
         },
+        # chart values.yaml (default false): "Roll out cilium agent pods automatically when
+        # configmap is updated"; without it a re-run after a datapath setting changed would
+        # measure the agents' old configuration
+        "rollOutCiliumPods": True,
     }
     mode = ipam_mode(values)
     if mode == "cluster-pool":

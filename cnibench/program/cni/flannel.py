@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from cnibench.program.cni.base import (
+    CONFIG_CHECKSUM_ANNOTATION,
     SKIP_AWAIT,
     CniContext,
     Installed,
@@ -129,7 +130,7 @@ def _labels(release: Release, **labels: str) -> dict[str, str]:
     return {**labels, **({"k8s-app": "flannel"} if release.k8s_app_label else {})}
 
 
-def daemonset_spec(release: Release) -> dict:
+def daemonset_spec(release: Release, config_checksum: Any = None) -> dict:
     """The DaemonSet spec of kube-flannel.yml for ``release``."""
     resources: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "50Mi"}}
     if release.limits:
@@ -164,7 +165,9 @@ def daemonset_spec(release: Release) -> dict:
     return {
         "selector": {"matchLabels": {"app": "flannel"}},
         "template": {
-            "metadata": {"labels": {"tier": "node", "app": "flannel"}},
+            "metadata": {"labels": {"tier": "node", "app": "flannel"},
+                         **({"annotations": {CONFIG_CHECKSUM_ANNOTATION: config_checksum}}
+                            if config_checksum is not None else {})},
             "spec": {
                 "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                     "nodeSelectorTerms": [{"matchExpressions": [
@@ -254,7 +257,7 @@ def install(ctx: CniContext) -> Installed:
             "labels": _labels(release, tier="node", app="flannel"),
             "annotations": dict(SKIP_AWAIT),
         },
-        spec=daemonset_spec(release),
+        spec=daemonset_spec(release, fingerprint(cni_conf_json, net_conf_json)),
         opts=ctx.k8s_opts(depends_on=[sa, binding, config]),
     )
     return Installed(

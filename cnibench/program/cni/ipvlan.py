@@ -57,7 +57,10 @@ def install(ctx: CniContext) -> Installed:
     variant, cfg = ctx.variant, ctx.cfg
     mtu = None if detected_mtu_matches(variant, 0) else cfg.pod_mtu
     version = variant.install.version
-    url = CNI_PLUGINS_RELEASE.format(v=version)
+    arches = {node.architecture for _, node in ctx.benchmark_nodes()}
+    if len(arches) != 1:
+        raise ValueError(f"ipvlan: the benchmark nodes differ in architecture ({sorted(arches)})")
+    url = CNI_PLUGINS_RELEASE.format(v=version, arch=arches.pop())
     subnets = list(ctx.network.subnet_cidrs)
     commands = []
     confs = []

@@ -11,6 +11,7 @@ from typing import Any
 import pulumi_kubernetes as k8s
 
 from cnibench.program.cni.base import (
+    CONFIG_CHECKSUM_ANNOTATION,
     SKIP_AWAIT,
     CniContext,
     Installed,
@@ -30,24 +31,25 @@ LABELS = {"k8s-app": "kube-router", "tier": "node"}
 MANIFEST_ARGS = ("--bgp-graceful-restart=true", "--kubeconfig=/var/lib/kube-router/kubeconfig")
 CNI_CONF_FILE = "/etc/cni/net.d/10-kuberouter.conflist"
 
-# The install-cni init container of the manifest: copy the CNI conf and the kubeconfig to the
-# host once, then let the image's cni-install put bridge/host-local/portmap into /opt/cni/bin.
+# The install-cni init container of the manifest (kube-router v2.11.1
+# daemonset/generic-kuberouter-all-features.yaml) copies the CNI conf and the kubeconfig to the
+# host only if they are absent, then lets the image's cni-install put bridge/host-local/portmap
+# into /opt/cni/bin. Here both files are always rewritten (atomically, copy then rename): with the
+# manifest's "if absent", a re-run after a CNI setting changed (the MTU in the conf, the API
+# server in the kubeconfig) would keep the old files, and the benchmark would measure the old
+# datapath while the document reports the new one. The DaemonSet's pods are rolled when the
+# ConfigMap changes (a checksum annotation in the pod template), so the init container runs again.
 INSTALL_CNI = (
     "set -e -x;"
-    " if [ ! -f /etc/cni/net.d/10-kuberouter.conflist ]; then"
-    " if [ -f /etc/cni/net.d/*.conf ]; then rm -f /etc/cni/net.d/*.conf; fi;"
+    " rm -f /etc/cni/net.d/*.conf;"
     " TMP=/etc/cni/net.d/.tmp-kuberouter-cfg;"
     " cp /etc/kube-router/cni-conf.json ${TMP};"
     " mv ${TMP} /etc/cni/net.d/10-kuberouter.conflist;"
-    " fi;"
-    " if [ ! -f /var/lib/kube-router/kubeconfig ]; then"
     " TMP=/var/lib/kube-router/.tmp-kubeconfig;"
     " cp /etc/kube-router/kubeconfig ${TMP};"
     " mv ${TMP} /var/lib/kube-router/kubeconfig;"
-    " fi;"
     " if [ -x /usr/local/bin/cni-install ]; then /usr/local/bin/cni-install; fi;"
 )
-
 
 def router_args(datapath_args: tuple[str, ...], service_cidr: str, mtu: int | None) -> list[str]:
     """The container args: the variant's datapath flags, then the cluster's."""
@@ -104,12 +106,15 @@ def kubeconfig(api_server: str, cluster_cidr: str) -> str:
     ])
 
 
-def daemonset_spec(image: str, args: list[str]) -> dict:
+def daemonset_spec(image: str, args: list[str], config_checksum: Any = None) -> dict:
     host = lambda name, path, **kw: {"name": name, "hostPath": {"path": path, **kw}}
+    meta: dict[str, Any] = {"labels": dict(LABELS)}
+    if config_checksum is not None:
+        meta["annotations"] = {CONFIG_CHECKSUM_ANNOTATION: config_checksum}
     return {
         "selector": {"matchLabels": dict(LABELS)},
         "template": {
-            "metadata": {"labels": dict(LABELS)},
+            "metadata": meta,
             "spec": {
                 "priorityClassName": "system-node-critical",
                 "serviceAccountName": NAME,
@@ -202,7 +207,7 @@ def install(ctx: CniContext) -> Installed:
     ds = k8s.apps.v1.DaemonSet(
         f"{n}-daemonset",
         metadata={"name": NAME, "namespace": NAMESPACE, "labels": dict(LABELS), "annotations": dict(SKIP_AWAIT)},
-        spec=daemonset_spec(image, args),
+        spec=daemonset_spec(image, args, fingerprint(cni_conf_json, kubeconfig_text)),
         opts=ctx.k8s_opts(depends_on=[config, sa, binding]),
     )
     return Installed(

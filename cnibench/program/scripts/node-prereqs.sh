@@ -20,6 +20,19 @@ apt_get() {
     apt-get -o DPkg::Lock::Timeout=600 -q "$@"
 }
 
+# No background upgrades while the nodes measure: Ubuntu's apt-daily timers start apt updates
+# and unattended-upgrades, which may restart services (networkd, containerd) and re-apply
+# cloud-init's network configuration mid-benchmark. Stop the timers, wait for a run in
+# progress to end (systemctl stop waits for the unit), and mask them until the stack is gone.
+for unit in apt-daily.timer apt-daily-upgrade.timer; do
+    systemctl disable --now "$unit" >/dev/null 2>&1 || true
+done
+for unit in apt-daily.service apt-daily-upgrade.service unattended-upgrades.service; do
+    systemctl stop "$unit" >/dev/null 2>&1 || true
+done
+systemctl mask apt-daily.service apt-daily-upgrade.service apt-daily.timer apt-daily-upgrade.timer \
+    unattended-upgrades.service >/dev/null
+
 # swap: off now and after a reboot
 swapoff -a
 sed -i -E 's@^([^#].*[[:space:]]swap[[:space:]].*)$@# \1@' /etc/fstab

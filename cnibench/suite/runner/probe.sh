@@ -14,6 +14,22 @@ echo "iface=$iface"
 if [ -n "$iface" ] && [ -r "/sys/class/net/$iface/mtu" ]; then
     echo "mtu=$(cat "/sys/class/net/$iface/mtu")"
 fi
+# the NIC behind it, from sysfs (the slim image has no ethtool, so offload settings are not read):
+# driver (ena on Nitro), its version, the queue counts and the largest GSO packet
+if [ -n "$iface" ] && [ -e "/sys/class/net/$iface/device/driver" ]; then
+    driver=$(basename "$(readlink -f "/sys/class/net/$iface/device/driver")")
+    echo "nic_driver=$driver"
+    if [ -r "/sys/module/$driver/version" ]; then
+        echo "nic_driver_version=$(cat "/sys/module/$driver/version")"
+    fi
+fi
+if [ -n "$iface" ] && [ -d "/sys/class/net/$iface/queues" ]; then
+    echo "nic_rx_queues=$(find "/sys/class/net/$iface/queues" -maxdepth 1 -name 'rx-*' | wc -l)"
+    echo "nic_tx_queues=$(find "/sys/class/net/$iface/queues" -maxdepth 1 -name 'tx-*' | wc -l)"
+fi
+if [ -n "$iface" ] && [ -r "/sys/class/net/$iface/gso_max_size" ]; then
+    echo "gso_max_size=$(cat "/sys/class/net/$iface/gso_max_size")"
+fi
 # tool versions: the Debian package versions (what was installed), iperf3's own line too
 echo "iperf3=$(iperf3 --version 2>/dev/null | head -n1)"
 echo "iperf3_deb=$(dpkg-query -W -f='${Version}' iperf3 2>/dev/null)"
