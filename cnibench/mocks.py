@@ -24,6 +24,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from cnibench import program
 from cnibench.config import parse_config
+from cnibench.program import expiry
 from cnibench.project import config_text, find_project_dir, stack_config, with_namespace
 
 # TEST-NET-1 (RFC 5737): stands for "this machine's public address" in offline runs.
@@ -130,7 +131,7 @@ REMOTE_STDOUT: list[tuple[str, str]] = [
 def _local_stdout(create: str) -> str:
     """What a local command prints: ``date -u +%s`` the current Unix time (the stack's creation
     time in cnibench/program/expiry.py), anything else nothing."""
-    return str(int(time.time())) if create.strip() == "date -u +%s" else ""
+    return str(int(time.time())) if create.strip() == expiry.CREATED_AT_COMMAND else ""
 
 
 def _remote_stdout(create: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any, Iterator, Mapping
 from cnibench import addresses
 from cnibench.policy_rules.model import INSTANCE, TAG_EXPIRES, NotApplicable, Res, Stack, Violation
 from cnibench.policy_rules.network import ingress_rules
+from cnibench.variants import PortRule
 
 EBS_VOLUME = "aws:ebs/volume:Volume"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
@@ -20,16 +21,6 @@ _TRUE = (True, "true", "True")
 def _open_cidrs(cidrs: tuple[str, ...]) -> list[str]:
     """The CIDRs of a rule that admit a sizeable part of the internet (cnibench.addresses)."""
     return [c for c in cidrs if addresses.world_open(c.strip())]
-
-
-def _reaches(rule: Any, port: int) -> bool:
-    if rule.protocol == "all":
-        return True
-    if rule.protocol != "6":
-        return False
-    if rule.from_port in (None, -1) and rule.to_port in (None, -1):
-        return True
-    return rule.from_port is not None and rule.to_port is not None and rule.from_port <= port <= rule.to_port
 
 
 def ssh_ingress(stack: Stack) -> Iterator[Violation]:
@@ -43,7 +34,7 @@ def ssh_ingress(stack: Stack) -> Iterator[Violation]:
         if not wide:
             continue
         for port, what in addresses.OPERATOR_PORTS:
-            if _reaches(rule, port):
+            if rule.covers_ports(PortRule("tcp", port)):
                 shown = ", ".join(f"{c} ({addresses.public_addresses(c):,} public addresses)" for c in wide)
                 yield Violation(
                     f"security: {rule.res.label()} opens tcp/{port} ({what}) to {shown}. Fix: set "

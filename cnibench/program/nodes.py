@@ -145,13 +145,9 @@ def check_secondary_ips(cfg: StackConfig, variant: Variant, infos: dict[str, Any
         ])
 
 
-def _first_arch(info: Any) -> str:
-    return next((a for a in (info.supported_architectures or []) if a in _ARCH), "x86_64")
-
-
-def _pick_ami(cfg: StackConfig, infos: dict[str, Any], parent: pulumi.Resource) -> str:
-    """``amiId``, or the latest Ubuntu 24.04 of the benchmark instance type's architecture."""
-    invoke = pulumi.InvokeOptions(parent=parent)
+def node_architecture(cfg: StackConfig, infos: dict[str, Any]) -> str:
+    """The Ubuntu/Go name (amd64, arm64) of the one architecture all nodes share: every node
+    boots one AMI, and binaries downloaded to the nodes (ipvlan's CNI plugins) must match it."""
     arches = {}
     for key, info in infos.items():
         supported = [a for a in (info.supported_architectures or []) if a in _ARCH]
@@ -168,9 +164,13 @@ def _pick_ami(cfg: StackConfig, infos: dict[str, Any], parent: pulumi.Resource) 
             f"{cfg.instance_type!r} is {arches['instance_type']}; all nodes share one AMI: "
             "pick instance types of one architecture"
         ])
+    return _ARCH[arches["instance_type"]]
+
+
+def _pick_ami(cfg: StackConfig, arch: str, parent: pulumi.Resource) -> str:
+    """``amiId``, or the latest Ubuntu 24.04 for ``arch`` (amd64, arm64)."""
     if cfg.ami_id:
         return cfg.ami_id
-    arch = _ARCH[arches["instance_type"]]
     ami = aws.ec2.get_ami(
         most_recent=True,
         owners=[CANONICAL_OWNER],
@@ -179,7 +179,7 @@ def _pick_ami(cfg: StackConfig, infos: dict[str, Any], parent: pulumi.Resource) 
             aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
             aws.ec2.GetAmiFilterArgs(name="root-device-type", values=["ebs"]),
         ],
-        opts=invoke,
+        opts=pulumi.InvokeOptions(parent=parent),
     )
     return ami.id
 
@@ -216,10 +216,8 @@ class NodePair(pulumi.ComponentResource):
         )
         infos = _instance_types(cfg, self)
         check_secondary_ips(cfg, variant, infos)
-        self.ami_id = _pick_ami(cfg, infos, self)
-        # the Ubuntu/Go name of the nodes' architecture (amd64, arm64): binaries downloaded to the
-        # nodes (the CNI plugins of ipvlan) must match it
-        self.architecture = _ARCH[_first_arch(infos["instance_type"])]
+        self.architecture = node_architecture(cfg, infos)
+        self.ami_id = _pick_ami(cfg, self.architecture, self)
 
         placement = aws.ec2.PlacementGroup(
             f"{name}-benchmark",

@@ -113,6 +113,14 @@ def nodes_of(nodes: Any) -> Mapping[str, Any]:
 CONFIG_CHECKSUM_ANNOTATION = "cnibench.io/config-checksum"
 
 
+def template_metadata(labels: Mapping[str, str], config_checksum: Any = None) -> dict[str, Any]:
+    """A DaemonSet pod template's metadata: its labels, and the ConfigMap checksum if given."""
+    meta: dict[str, Any] = {"labels": dict(labels)}
+    if config_checksum is not None:
+        meta["annotations"] = {CONFIG_CHECKSUM_ANNOTATION: config_checksum}
+    return meta
+
+
 def fingerprint(*parts: Any) -> pulumi.Output[str]:
     """A short stable hash of ``parts`` (Outputs allowed), for ``triggers``."""
 

@@ -13,13 +13,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from cnibench.program.cni.base import (
-    CONFIG_CHECKSUM_ANNOTATION,
     SKIP_AWAIT,
     CniContext,
     Installed,
     detected_mtu_matches,
     fingerprint,
     service_account_rbac,
+    template_metadata,
 )
 from cnibench.variants import thaw
 
@@ -165,9 +165,7 @@ def daemonset_spec(release: Release, config_checksum: Any = None) -> dict:
     return {
         "selector": {"matchLabels": {"app": "flannel"}},
         "template": {
-            "metadata": {"labels": {"tier": "node", "app": "flannel"},
-                         **({"annotations": {CONFIG_CHECKSUM_ANNOTATION: config_checksum}}
-                            if config_checksum is not None else {})},
+            "metadata": template_metadata({"tier": "node", "app": "flannel"}, config_checksum),
             "spec": {
                 "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                     "nodeSelectorTerms": [{"matchExpressions": [

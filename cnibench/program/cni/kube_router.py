@@ -11,13 +11,13 @@ from typing import Any
 import pulumi_kubernetes as k8s
 
 from cnibench.program.cni.base import (
-    CONFIG_CHECKSUM_ANNOTATION,
     SKIP_AWAIT,
     CniContext,
     Installed,
     detected_mtu_matches,
     fingerprint,
     service_account_rbac,
+    template_metadata,
 )
 
 NAMESPACE = "kube-system"
@@ -108,13 +108,10 @@ def kubeconfig(api_server: str, cluster_cidr: str) -> str:
 
 def daemonset_spec(image: str, args: list[str], config_checksum: Any = None) -> dict:
     host = lambda name, path, **kw: {"name": name, "hostPath": {"path": path, **kw}}
-    meta: dict[str, Any] = {"labels": dict(LABELS)}
-    if config_checksum is not None:
-        meta["annotations"] = {CONFIG_CHECKSUM_ANNOTATION: config_checksum}
     return {
         "selector": {"matchLabels": dict(LABELS)},
         "template": {
-            "metadata": meta,
+            "metadata": template_metadata(LABELS, config_checksum),
             "spec": {
                 "priorityClassName": "system-node-critical",
                 "serviceAccountName": NAME,

@@ -55,22 +55,22 @@ if [[ -n ${skip_checks// /} && -z $skip_reason ]]; then
     exit 2
 fi
 
-left() {
+# seconds until the deadline: at least 1, and at most $1 when given
+seconds_left() {
     local seconds=$((deadline - $(date +%s)))
+    if (($# > 0)) && ((seconds > $1)); then
+        seconds=$1
+    fi
     ((seconds > 1)) || seconds=1
-    echo "${seconds}s"
+    echo "$seconds"
+}
+
+left() {
+    echo "$(seconds_left)s"
 }
 
 expired() {
     (($(date +%s) >= deadline))
-}
-
-# seconds for one attempt of a check: at most 30, at most what is left, at least 1
-attempt_seconds() {
-    local seconds=$((deadline - $(date +%s)))
-    ((seconds < 30)) || seconds=30
-    ((seconds > 1)) || seconds=1
-    echo "$seconds"
 }
 
 # namespace/name, phase, node and container readiness of every pod that is neither Ready nor done
@@ -173,6 +173,35 @@ cleanup() {
     exit "$rc"
 }
 
+# check_pod NAME NODE COMMAND [EXTRA]: one throw-away pod of the check, pinned to NODE, its
+# container running COMMAND (a YAML flow sequence); EXTRA is appended to the container
+check_pod() {
+    cat <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $1
+  namespace: $CHECK_NS
+  labels: {app.kubernetes.io/name: cnibench-check, app.kubernetes.io/component: $1}
+spec:
+  nodeName: "$2"
+  restartPolicy: Never
+  activeDeadlineSeconds: $((CNI_TIMEOUT + 60))
+  terminationGracePeriodSeconds: 0
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  tolerations: [{operator: Exists}]
+  containers:
+    - name: $1
+      image: $CHECK_IMAGE
+      imagePullPolicy: IfNotPresent
+      command: $3
+EOF
+    if [[ -n ${4:-} ]]; then
+        echo "      $4"
+    fi
+}
+
 manifest() {
     # busybox 1.36.1 (defconfig) `APPLET --help` texts:
     #   httpd -f        "Run in foreground"
@@ -182,28 +211,10 @@ manifest() {
     #   mkdir -p        "No error if exists; make parent directories as needed"
     #   sleep N         "Pause for a time equal to the total of the args given"
     # activeDeadlineSeconds ends both pods by themselves should the namespace outlive the gate.
-    local active=$((CNI_TIMEOUT + 60))
+    check_pod server "$server_node" \
+        "[\"sh\", \"-c\", \"mkdir -p /www && echo $CHECK_BODY > /www/index.html && exec httpd -f -v -p $CHECK_PORT -h /www\"]" \
+        "ports: [{containerPort: $CHECK_PORT, protocol: TCP}]"
     cat <<EOF
-apiVersion: v1
-kind: Pod
-metadata:
-  name: server
-  namespace: $CHECK_NS
-  labels: {app.kubernetes.io/name: cnibench-check, app.kubernetes.io/component: server}
-spec:
-  nodeName: "$server_node"
-  restartPolicy: Never
-  activeDeadlineSeconds: $active
-  terminationGracePeriodSeconds: 0
-  automountServiceAccountToken: false
-  enableServiceLinks: false
-  tolerations: [{operator: Exists}]
-  containers:
-    - name: server
-      image: $CHECK_IMAGE
-      imagePullPolicy: IfNotPresent
-      command: ["sh", "-c", "mkdir -p /www && echo $CHECK_BODY > /www/index.html && exec httpd -f -v -p $CHECK_PORT -h /www"]
-      ports: [{containerPort: $CHECK_PORT, protocol: TCP}]
 ---
 apiVersion: v1
 kind: Service
@@ -215,26 +226,8 @@ spec:
   selector: {app.kubernetes.io/name: cnibench-check, app.kubernetes.io/component: server}
   ports: [{name: http, port: $CHECK_PORT, targetPort: $CHECK_PORT, protocol: TCP}]
 ---
-apiVersion: v1
-kind: Pod
-metadata:
-  name: client
-  namespace: $CHECK_NS
-  labels: {app.kubernetes.io/name: cnibench-check, app.kubernetes.io/component: client}
-spec:
-  nodeName: "$client_node"
-  restartPolicy: Never
-  activeDeadlineSeconds: $active
-  terminationGracePeriodSeconds: 0
-  automountServiceAccountToken: false
-  enableServiceLinks: false
-  tolerations: [{operator: Exists}]
-  containers:
-    - name: client
-      image: $CHECK_IMAGE
-      imagePullPolicy: IfNotPresent
-      command: ["sleep", "$active"]
 EOF
+    check_pod client "$client_node" "[\"sleep\", \"$((CNI_TIMEOUT + 60))\"]"
 }
 
 # probe CHECK PATH NEEDLE COMMAND...: run COMMAND in the client pod until it exits 0 with NEEDLE
@@ -248,7 +241,7 @@ probe() {
     fi
     while :; do
         rc=0
-        seconds=$(attempt_seconds)
+        seconds=$(seconds_left 30) # one attempt: at most 30 s
         out=$(timeout "$seconds" kubectl -n "$CHECK_NS" exec client -- "$@" 2>&1 < /dev/null) || rc=$?
         if ((rc == 0)) && [[ $'\n'$out$'\n' == *"$needle"* ]]; then
             echo "cnibench: CNI variant $CNIBENCH_VARIANT: $path ok"
