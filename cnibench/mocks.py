@@ -9,12 +9,15 @@ Config is what the CLI would pass (:func:`cnibench.project.stack_config`).
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+import grpc
 import pulumi
 from pulumi.runtime import mocks as pmocks
 from pulumi.runtime import rpc
@@ -22,9 +25,9 @@ from pulumi.runtime.settings import SETTINGS, get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from cnibench import program
-from cnibench.config import parse_config
-from cnibench.program import expiry
+from cnibench import hostkeys, program
+from cnibench.config import AWS_REGIONS, parse_config
+from cnibench.program import expiry, nodes
 from cnibench.project import config_text, find_project_dir, stack_config, with_namespace
 
 # TEST-NET-1 (RFC 5737): stands for "this machine's public address" in offline runs.
@@ -128,10 +131,25 @@ REMOTE_STDOUT: list[tuple[str, str]] = [
 ]
 
 
-def _local_stdout(create: str) -> str:
+def mock_host_key(instance_id: str) -> str:
+    """A well-formed ``ssh-ed25519`` public key of one instance (the wire format of RFC 4253 6.6:
+    the type and 32 key bytes, each length-prefixed), different per instance id."""
+    kind = hostkeys.KEY_TYPE.encode()
+    key = hashlib.sha256(instance_id.encode()).digest()
+    blob = len(kind).to_bytes(4, "big") + kind + len(key).to_bytes(4, "big") + key
+    return f"{hostkeys.KEY_TYPE} {base64.b64encode(blob).decode()}"
+
+
+def _local_stdout(inputs: Mapping[str, Any]) -> str:
     """What a local command prints: ``date -u +%s`` the current Unix time (the stack's creation
-    time in cnibench/program/expiry.py), anything else nothing."""
-    return str(int(time.time())) if create.strip() == expiry.CREATED_AT_COMMAND else ""
+    time in cnibench/program/expiry.py); the host-key reader (cnibench/hostkeys.py) the key it
+    finds in the instance's console, as it prints it (one line); anything else nothing."""
+    create = str(inputs.get("create") or "").strip()
+    if create == expiry.CREATED_AT_COMMAND:
+        return str(int(time.time()))
+    if create == nodes.HOST_KEY_COMMAND:
+        return mock_host_key(str((inputs.get("environment") or {}).get(hostkeys.ENV_INSTANCE))) + "\n"
+    return ""
 
 
 def _remote_stdout(create: str) -> str:
@@ -166,7 +184,7 @@ COMPUTED: dict[str, Callable[[Any], dict[str, Any]]] = {
         "publicKeyOpenssh": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockMockMockMockMockMockMockMockMockMockMock cnibench",
     },
     "command:remote:Command": lambda a: {"stdout": _remote_stdout(str(a.inputs.get("create") or "")), "stderr": ""},
-    "command:local:Command": lambda a: {"stdout": _local_stdout(str(a.inputs.get("create") or "")), "stderr": ""},
+    "command:local:Command": lambda a: {"stdout": _local_stdout(a.inputs), "stderr": ""},
 }
 
 # Private IPv4 addresses per network interface (primary included) of the instance types the tests
@@ -181,8 +199,47 @@ IPV4_PER_INTERFACE = {
 }
 
 
+@functools.cache
+def ec2_instance_types() -> frozenset[str] | None:
+    """Every instance type name the EC2 API knows: the ``InstanceType`` enum of the EC2 service model
+    in the installed botocore (``botocore/data/ec2/2016-11-15/service-2.json``; 1,437 names in
+    botocore 1.44.8). None without botocore: the mocks then cannot tell an unknown type."""
+    try:
+        from botocore.loaders import Loader
+    except ImportError:  # pragma: no cover - botocore comes with boto3 in requirements.txt
+        return None
+    model = Loader().load_service_model("ec2", "service-2")
+    return frozenset(model["shapes"]["InstanceType"]["enum"])
+
+
+class MockLookupError(grpc.RpcError):
+    """A data-source call the real provider would fail, failed the same way under the mocks: the
+    engine answers a failed invoke with a gRPC error whose details are the provider's message, and
+    the Pulumi SDK raises it in the program as ``Exception("invoke of <token> failed: <details>")``
+    (pulumi/runtime/invoke.py, grpc_error_to_exception)."""
+
+    def __init__(self, details: str) -> None:
+        super().__init__(details)
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNKNOWN
+
+    def details(self) -> str:
+        return self._details
+
+
 def _instance_type(args: Mapping[str, Any]) -> dict[str, Any]:
     name = str(args.get("instanceType", ""))
+    known = ec2_instance_types()
+    if known is not None and name not in known:
+        # what DescribeInstanceTypes answers for a name it does not know, and pulumi-aws passes on
+        # (the data source fails; the program turns it into a config error, cnibench/program/nodes.py)
+        raise MockLookupError(
+            "invocation of aws:ec2/getInstanceType:getInstanceType returned an error: reading EC2 Instance Type "
+            f"({name}): operation error EC2: DescribeInstanceTypes, api error InvalidInstanceType: The following "
+            f"supplied instance types do not exist: [{name}]"
+        )
     out: dict[str, Any] = {
         "instanceType": name, "id": name,
         "supportedArchitectures": ["arm64"] if name.split(".")[0].endswith("g") else ["x86_64", "i386"],
@@ -190,6 +247,35 @@ def _instance_type(args: Mapping[str, Any]) -> dict[str, Any]:
     if name in IPV4_PER_INTERFACE:
         out["maximumIpv4AddressesPerInterface"] = IPV4_PER_INTERFACE[name]
     return out
+
+
+# The Availability Zones of a region as the zone lookup (aws.get_availability_zones, opt-in-free
+# zones) names them: the AZ IDs per region of AWS's "AWS Availability Zones" page
+# (docs.aws.amazon.com/global-infrastructure/latest/regions/aws-availability-zones.html: use1-az1 ..
+# use1-az6, usw1-az1 and usw1-az3, usw2-az1 .. usw2-az4, ...), named region + letter. In the
+# oldest regions (us-east-1, us-west-1, ...) the letters are mapped per account; the mocks model one
+# mapping. A commercial region not listed here answers with three zones ("Each Region has at least
+# three Availability Zones", same page).
+ZONES: dict[str, str] = {
+    "us-east-1": "abcdef", "us-east-2": "abc", "us-west-1": "ac", "us-west-2": "abcd",
+    "eu-west-1": "abc", "eu-central-1": "abc", "ap-south-2": "abc", "ap-northeast-1": "acd",
+}
+
+
+def _availability_zones(args: Mapping[str, Any]) -> dict[str, Any]:
+    region = str(args.get("region") or "us-east-1")
+    if region not in AWS_REGIONS:
+        # an endpoint that does not exist: the real lookup fails (no EC2 endpoint for the region)
+        raise MockLookupError(
+            "invocation of aws:index/getAvailabilityZones:getAvailabilityZones returned an error: "
+            f"operation error EC2: DescribeAvailabilityZones: no EC2 endpoint for region {region!r}"
+        )
+    letters = ZONES.get(region, "abc")
+    # "An AZ ID consists of the first three letters of the Region code, followed by the number at
+    # the end of the Region code, followed by -az, followed by a number" (same page)
+    prefix = "".join(region.split("-")[:-1])[:3] + region.rsplit("-", 1)[1]
+    return {"id": region, "names": [f"{region}{x}" for x in letters],
+            "zoneIds": [f"{prefix}-az{i}" for i in range(1, len(letters) + 1)], "region": region}
 
 
 # Results of data-source calls (invokes).
@@ -211,9 +297,7 @@ CALLS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     },
     "aws:index/getPartition:getPartition": lambda args: {"partition": "aws", "dnsSuffix": "amazonaws.com"},
     "aws:index/getRegion:getRegion": lambda args: {"name": "us-east-1", "region": "us-east-1"},
-    "aws:index/getAvailabilityZones:getAvailabilityZones": lambda args: {
-        "names": ["us-east-1a", "us-east-1b", "us-east-1c"], "zoneIds": ["use1-az1", "use1-az2", "use1-az4"],
-    },
+    "aws:index/getAvailabilityZones:getAvailabilityZones": _availability_zones,
 }
 
 

@@ -123,6 +123,8 @@ class Variant:
     replaces_kube_proxy: bool = False
     source_dest_check_off: bool = False
     iam_actions: tuple[str, ...] = ()
+    # actions of iam_actions granted on named resources only (the rest on "*")
+    iam_scopes: Mapping[str, IamScope] = field(default_factory=dict)
     # secondary private IPs each benchmark node's ENI gets for pod addresses (the VPC delivers
     # only addresses assigned to an ENI; ipvlan pods take them through host-local IPAM)
     node_secondary_ips: int = 0
@@ -153,6 +155,9 @@ class Variant:
         object.__setattr__(self, "datapath", freeze(self.datapath))
         if self.encap_overhead < 0:
             raise ValueError(f"{self.name}: negative encapsulation overhead")
+        stray = sorted(set(self.iam_scopes) - set(self.iam_actions))
+        if stray:
+            raise ValueError(f"{self.name}: iam_scopes names actions outside iam_actions: {', '.join(stray)}")
 
     @property
     def cni_version(self) -> str:
@@ -285,17 +290,20 @@ _CILIUM_GENEVE = PortRule("udp", 6081, description="cilium geneve")
 # 5.4); no separate minimum for kube-proxy replacement; eBPF masquerading needs 4.19.
 _CILIUM_MIN_KERNEL = (5, 10)
 
-# flannel aws-vpc (v0.19.2): Documentation/backends.md lists CreateRoute, DeleteRoute,
-# DescribeRouteTables, ModifyNetworkInterfaceAttribute, DescribeInstances; the
-# aws-vpc-backend.md page adds ReplaceRoute; backend/awsvpc always calls DescribeInstances.
-# The union is what the node role gets.
+# flannel aws-vpc (v0.19.2): the calls backend/awsvpc/awsvpc.go makes, read at tag v0.19.2 (the
+# documentation's list in Documentation/backends.md also names ReplaceRoute, which the code never
+# calls): DescribeInstances (findENI), DescribeRouteTables (checkMatchingRoutes,
+# cleanupBlackholeRoutes), DeleteRoute and CreateRoute (the node's pod-range route, in the route
+# table of the net-conf's RouteTableID, which the program sets to the stack's own table), and
+# ModifyNetworkInterfaceAttribute (disableSrcDestCheck). That last call only logs a warning when it
+# fails ("failed to disable SourceDestCheck"), and the program turns the check off on the
+# instances itself (source_dest_check_off), so the node role does not get it: no pod or process
+# on a node can modify any network interface of the account.
 FLANNEL_AWS_VPC_IAM = (
     "ec2:CreateRoute",
     "ec2:DeleteRoute",
-    "ec2:ReplaceRoute",
     "ec2:DescribeRouteTables",
     "ec2:DescribeInstances",
-    "ec2:ModifyNetworkInterfaceAttribute",
 )
 # cilium ENI IPAM: Documentation/network/concepts/ipam/eni.rst "Required Privileges" (the
 # operator's EC2 calls): the always-required list, plus DescribeTags (ENI garbage collection is on
@@ -319,6 +327,26 @@ CILIUM_ENI_IAM = (
     "ec2:UnassignPrivateIpAddresses",
     "ec2:DescribeInstances",
 )
+
+# Where an action is granted (IamScope): EC2's Describe* calls support no resource-level
+# permissions, so they stay on "*" (EC2 user guide, "Supported resource-level permissions for
+# Amazon EC2 API actions": an action not listed there needs "Resource": "*"); the others are
+# scoped as far as the API's resource types allow.
+class IamScope(str, enum.Enum):
+    # the stack's own route table; the route's target ENI is also a resource of the request
+    # (CreateRoute/DeleteRoute list route-table* plus optional target types), so ENIs are named too
+    ROUTE_TABLE = "route-table"
+    # network interfaces only (AWS's own AmazonEKS_CNI_Policy grants ec2:CreateTags on
+    # arn:aws:ec2:*:*:network-interface/* and nothing else: cilium's operator tags the ENIs it
+    # creates, nothing more)
+    NETWORK_INTERFACES = "network-interfaces"
+
+
+FLANNEL_AWS_VPC_IAM_SCOPES: Mapping[str, IamScope] = MappingProxyType({
+    "ec2:CreateRoute": IamScope.ROUTE_TABLE,
+    "ec2:DeleteRoute": IamScope.ROUTE_TABLE,
+})
+CILIUM_ENI_IAM_SCOPES: Mapping[str, IamScope] = MappingProxyType({"ec2:CreateTags": IamScope.NETWORK_INTERFACES})
 
 
 def _flannel(name: str, backend: Mapping[str, Any], **kw: Any) -> Variant:
@@ -415,6 +443,7 @@ _VARIANTS: tuple[Variant, ...] = (
         min_kernel=(3, 10),
         source_dest_check_off=True,
         iam_actions=FLANNEL_AWS_VPC_IAM,
+        iam_scopes=FLANNEL_AWS_VPC_IAM_SCOPES,
         # v0.19.2 go.mod pins github.com/aws/aws-sdk-go v1.15.11 (2018); backend/awsvpc reads the
         # region and instance id with its ec2metadata client, which learned IMDSv2 session
         # tokens only in aws/aws-sdk-go PR #2958 (2019-11-19)
@@ -519,6 +548,7 @@ _VARIANTS: tuple[Variant, ...] = (
         underlay=Underlay.ENI,
         ports=_CILIUM_HEALTH,
         iam_actions=CILIUM_ENI_IAM,
+        iam_scopes=CILIUM_ENI_IAM_SCOPES,
         lab_datapath=None,
         summary="pods get VPC addresses from ENIs (AWS ENI IPAM)",
     ),

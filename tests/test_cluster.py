@@ -346,3 +346,33 @@ def test_the_api_endpoint_is_an_elastic_ip_and_replaced_machines_rerun_their_ste
         assert cp.state["id"] in cmd(run, f"{worker}-join").inputs["triggers"]
     assert cp.state["id"] in cmd(run, "join-command").inputs["triggers"]
     assert cmd(run, "kubeconfig").inputs["triggers"] == [cp.state["id"]]
+
+
+@pytest.mark.parametrize("stack", ["flannel-vxlan", "cilium-eni", "ipvlan"])
+def test_every_ssh_connection_verifies_the_nodes_own_host_key(stack_run, stack):
+    from cnibench import hostkeys
+    from cnibench.mocks import mock_host_key
+    from cnibench.program.nodes import HOST_KEY_COMMAND
+
+    run = stack_run(stack)
+    readers = {c.name: c for c in run.of_type("command:local:Command") if c.inputs["create"] == HOST_KEY_COMMAND}
+    assert set(readers) == {f"nodes-{role}-host-key" for role in ("control-plane", "client", "server")}
+    host_of_key: dict[str, str] = {}
+    for role in ("control-plane", "client", "server"):
+        reader, machine = readers[f"nodes-{role}-host-key"], instance(run, role)
+        # read from this instance's console, in the stack's region, again when it is replaced
+        assert reader.inputs["environment"] == {hostkeys.ENV_INSTANCE: machine.state["id"],
+                                                hostkeys.ENV_REGION: "us-east-1"}
+        assert reader.inputs["triggers"] == [machine.state["id"]]
+        key = mock_host_key(machine.state["id"])
+        assert reader.state["stdout"].strip() == key
+        host_of_key[key] = public_ip(run, role)
+    assert len(host_of_key) == 3  # one key per machine
+    # every resource that opens an SSH connection (remote commands, file copies, the benchmark)
+    remote_steps = [r for r in run if "connection" in r.inputs]
+    assert len(remote_steps) >= 8 and all(r.type.startswith("command:remote:") for r in remote_steps)
+    for step in remote_steps:
+        conn = plain(step.inputs["connection"])
+        assert conn.get("hostKey") in host_of_key, f"{step.name} does not verify the host key"
+        # the key of the machine the step connects to, never another's
+        assert host_of_key[conn["hostKey"]] == conn["host"], step.name

@@ -77,6 +77,15 @@ case "$*" in
     "-n cnibench-check exec client -- nc -z -v -v -n -w 5 $NODE_IP 10250")
         failing pod-to-node && { printf 'nc: %s (%s:10250): Connection timed out\nsent 0, rcvd 0\n' "$NODE_IP" "$NODE_IP" >&2; exit 1; }
         printf '%s (%s:10250) open\nsent 0, rcvd 0\n' "$NODE_IP" "$NODE_IP" >&2 ;;
+    "-n cnibench-check exec client -- wget -q -T 5 -O - http://169.254.169.254/latest/meta-data/")
+        # METADATA: v2 (IMDSv2 required: 401 without a token), v1 (IMDSv1 answers), blocked
+        # (the node drops pod packets to it), broken (kubectl itself fails)
+        case ${METADATA:-v2} in
+            v1) printf 'ami-id\nami-launch-index\nhostname\niam/\ninstance-id\n' ;;
+            blocked) echo "wget: download timed out" >&2; exit 1 ;;
+            broken) echo "error: unable to upgrade connection: container not found (\"client\")" >&2; exit 1 ;;
+            *) echo "wget: server returned error: HTTP/1.1 401 Unauthorized" >&2; exit 1 ;;
+        esac ;;
     *" exec "*) echo "stand-in kubectl: unexpected exec: $*" >&2; exit 99 ;;
     *"get pods"*) printf '%s\n' "$PODS" ;;
     *"get nodes -o wide"*) echo "NAME STATUS"; echo "ip-10-20-0-30 NotReady" ;;
@@ -173,6 +182,7 @@ EXECS = {  # check -> the command line the client pod runs
     "pod-to-service": f"-n {CHECK_NS} exec client -- wget -q -T 5 -O - http://{SERVICE_IP}:8080/",
     "dns": f"-n {CHECK_NS} exec client -- nslookup -type=a {SERVICE_NAME}",
     "pod-to-node": f"-n {CHECK_NS} exec client -- nc -z -v -v -n -w 5 {NODE_IP} 10250",
+    "pod-to-metadata": f"-n {CHECK_NS} exec client -- wget -q -T 5 -O - http://169.254.169.254/latest/meta-data/",
 }
 COREDNS_WAIT = "-n kube-system wait --for=condition=Available deployment/coredns --timeout="
 IPVLAN_REASON = "ipvlan l2 pods bypass the node's netfilter hooks (Linux ipvlan.rst): pod-to-service is not measured"
@@ -191,7 +201,7 @@ def test_gate_checks_the_cluster_and_deletes_its_namespace(gate_env):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert ("flannel-vxlan ready: daemonset/kube-flannel-ds on nodes ip-10-20-0-20 ip-10-20-0-30; "
-            "checks passed: coredns pod-to-pod pod-to-service dns pod-to-node") in out
+            "checks passed: coredns pod-to-pod pod-to-service dns pod-to-node pod-to-metadata") in out
     assert "SKIPPED" not in out and "skipped" not in out
     # CoreDNS after the nodes, the pods after CoreDNS, each check once, in order
     node_waits = [i for i, c in enumerate(calls) if c.startswith("wait --for=condition=Ready node/")]
@@ -226,6 +236,36 @@ def test_gate_check_pods_are_pinned_throwaway_busybox_pods(gate_env):
     assert service["type"] == "ClusterIP" and service["ports"][0]["port"] == service["ports"][0]["targetPort"] == 8080
     assert service["selector"].items() <= docs["Pod", "server"]["metadata"]["labels"].items()
     assert not service["selector"].items() <= docs["Pod", "client"]["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize("metadata,answer", [
+    ("v2", "wget: server returned error: HTTP/1.1 401 Unauthorized"),
+    ("blocked", "wget: download timed out"),
+])
+def test_gate_passes_when_a_pod_cannot_read_the_instance_metadata(gate_env, metadata, answer):
+    result, _ = gate_env(METADATA=metadata)
+    assert result.returncode == 0, result.stderr
+    assert ("cnibench: CNI variant flannel-vxlan: pod-to-metadata (client on node ip-10-20-0-20 -> instance "
+            f"metadata http://169.254.169.254/latest/meta-data/) refused, as it must be: {answer}") in result.stdout
+
+
+def test_gate_fails_when_a_pod_reads_the_instance_metadata(gate_env):
+    result, calls = gate_env(METADATA="v1")
+    assert result.returncode == 1
+    head = result.stderr.splitlines()[0]
+    assert head.startswith("cnibench: CNI variant flannel-vxlan: pod-to-metadata (client on node ip-10-20-0-20 "
+                           "-> instance metadata http://169.254.169.254/latest/meta-data/) failed: the pod read it")
+    assert "ami-id | ami-launch-index" in head
+    assert [c for c in calls if " exec " in c].count(EXECS["pod-to-metadata"]) == 1  # one try, no retry
+    assert _deleted_last(calls)
+
+
+def test_gate_does_not_count_a_kubectl_error_as_refused(gate_env):
+    result, _ = gate_env(METADATA="broken")
+    assert result.returncode == 1
+    assert "pod-to-metadata" in result.stderr.splitlines()[0]
+    assert "could not tell whether the pod reaches it: error: unable to upgrade connection" in result.stderr
+    assert "ready:" not in result.stdout
 
 
 @pytest.mark.parametrize("check,path,output", [
@@ -307,23 +347,25 @@ def test_gate_prints_skipped_checks_with_their_reason_and_does_not_run_them(gate
     for check in ("coredns", "pod-to-service", "dns"):
         assert f"cnibench: CNI variant ipvlan: check {check} SKIPPED (not run, not passed): {IPVLAN_REASON}" in out
     assert ("ipvlan ready: node configuration on nodes ip-10-20-0-20 ip-10-20-0-30; "
-            f"checks passed: pod-to-pod pod-to-node; skipped (not run): coredns pod-to-service dns ({IPVLAN_REASON})") in out
+            f"checks passed: pod-to-pod pod-to-node pod-to-metadata; skipped (not run): coredns pod-to-service dns "
+            f"({IPVLAN_REASON})") in out
     assert "pod-to-service (client" not in out and "dns (client" not in out  # no "ok" line for a skipped check
     assert not any(c.startswith(COREDNS_WAIT) for c in calls)
-    assert [c for c in calls if " exec " in c] == [EXECS["pod-to-pod"], EXECS["pod-to-node"]]
+    assert [c for c in calls if " exec " in c] == [EXECS["pod-to-pod"], EXECS["pod-to-node"], EXECS["pod-to-metadata"]]
     assert _deleted_last(calls)
 
 
 def test_gate_creates_no_pods_when_every_pod_check_is_skipped(gate_env):
-    result, calls = gate_env(CNI_SKIP_CHECKS="pod-to-pod pod-to-service dns pod-to-node", CNI_SKIP_REASON="why")
+    skips = "pod-to-pod pod-to-service dns pod-to-node pod-to-metadata"
+    result, calls = gate_env(CNI_SKIP_CHECKS=skips, CNI_SKIP_REASON="why")
     assert result.returncode == 0, result.stderr
     assert not any(CHECK_NS in c for c in calls)
-    assert "checks passed: coredns; skipped (not run): pod-to-pod pod-to-service dns pod-to-node (why)" in result.stdout
+    assert f"checks passed: coredns; skipped (not run): {skips} (why)" in result.stdout
 
 
 @pytest.mark.parametrize("skips,reason,message", [
     ("dns pod-to-servce", "why", "CNI_SKIP_CHECKS names an unknown check 'pod-to-servce' "
-                                 "(known: coredns pod-to-pod pod-to-service dns pod-to-node)"),
+                                 "(known: coredns pod-to-pod pod-to-service dns pod-to-node pod-to-metadata)"),
     ("dns", "", "CNI_SKIP_CHECKS='dns' without a CNI_SKIP_REASON"),
 ])
 def test_gate_refuses_a_bad_skip_list_before_calling_kubectl(gate_env, skips, reason, message):

@@ -62,9 +62,12 @@ class Builder:
                 "securityGroupId": self.sg.ids[0], "ipProtocol": "-1", "cidrIpv4": "10.244.0.0/16", "tags": tags,
             }, deps={"securityGroupId": [self.sg]})
         self.pg = self.add("aws:ec2/placementGroup:PlacementGroup", "pair", {"strategy": "cluster", "tags": tags})
+        wide = [a for a in self.variant.iam_actions if a not in self.variant.iam_scopes]
         policy = {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": list(self.variant.iam_actions) or ["ec2:DescribeInstances"], "Resource": "*"},
-        ]}
+            {"Effect": "Allow", "Action": wide or ["ec2:DescribeInstances"], "Resource": "*"},
+        ] + ([{"Effect": "Allow", "Action": sorted(self.variant.iam_scopes),
+               "Resource": "arn:aws:ec2:us-east-1:123456789012:route-table/rtb-0123456789abcdef0"}]
+             if self.variant.iam_scopes else [])}
         self.add("aws:iam/rolePolicy:RolePolicy", "node-cni", {"role": "node", "policy": json.dumps(policy)})
         self.nodes = {}
         for role, subnet in (("control-plane", self.subnets[0]), ("client", self.subnets[0]), ("server", self.subnets[-1])):
@@ -232,11 +235,30 @@ def test_iam_rejects_missing_actions_and_accepts_wildcards():
     [pol] = b.of_type("aws:iam/rolePolicy:RolePolicy")
     doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["ec2:Describe*"], "Resource": "*"}]}
     b.patch(pol, policy=json.dumps(doc))
-    text = assert_fails("iam-actions", b.stack(), "ec2:CreateRoute", "ec2:ReplaceRoute")
+    text = assert_fails("iam-actions", b.stack(), "ec2:CreateRoute", "ec2:DeleteRoute")
     assert "DescribeRouteTables" not in text  # covered by ec2:Describe*
-    doc["Statement"][0]["Action"] = ["ec2:Describe*", "ec2:*Route", "ec2:ModifyNetworkInterfaceAttribute"]
+    doc["Statement"].append({"Effect": "Allow", "Action": ["ec2:*Route"], "Resource": "arn:aws:ec2:*:*:route-table/*"})
     b.patch(b.of_type("aws:iam/rolePolicy:RolePolicy")[0], policy=json.dumps(doc))
     assert_pass("iam-actions", b.stack())
+
+
+@pytest.mark.parametrize("variant,actions,named", [
+    ("flannel-aws-vpc", ["ec2:CreateRoute", "ec2:DeleteRoute"], "ec2:CreateRoute, ec2:DeleteRoute"),
+    ("flannel-aws-vpc", ["ec2:*"], "ec2:CreateRoute, ec2:DeleteRoute"),
+    ("cilium-eni", ["ec2:CreateTags"], "ec2:CreateTags"),
+])
+def test_iam_scope_refuses_scoped_actions_on_every_resource(variant, actions, named):
+    b = Builder(variant)
+    [pol] = b.of_type("aws:iam/rolePolicy:RolePolicy")
+    assert_pass("iam-scope", b.stack())  # the program's own policy is scoped
+    doc = json.loads(pol.props["policy"])
+    doc["Statement"].append({"Effect": "Allow", "Action": actions, "Resource": "*"})
+    b.patch(pol, policy=json.dumps(doc))
+    assert_fails("iam-scope", b.stack(), named, "every resource")
+
+
+def test_iam_scope_does_not_apply_without_scoped_actions():
+    assert verdict("iam-scope", Builder("flannel-vxlan").stack())[0] == "n/a"
 
 
 def test_iam_deny_statements_do_not_grant():

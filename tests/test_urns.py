@@ -10,7 +10,9 @@ Re-recorded in issue 12: two additions per stack (``bench-host-nodes-tcp-11111``
 
 Re-recorded in issue 13, additions only: ``created-at`` (the local command that fixes the expiry
 tag at creation), ``nodes-api`` (the control plane's Elastic IP) in every stack, and
-``net-in-pods-all`` (the pod-CIDR rule) for kube-router-overlay.
+``net-in-pods-all`` (the pod-CIDR rule) for kube-router-overlay. Later in issue 13, additions only:
+``nodes-<role>-host-key`` (the local command that reads each machine's SSH host key from its
+console output) in every stack.
 """
 
 from __future__ import annotations

@@ -30,6 +30,8 @@ RULES: tuple[Rule, ...] = (
     Rule("aws-vpc-routes", "flannel aws-vpc: one VPC route per node fits the route table quota; "
          "source/dest check off", M, network.aws_vpc_routes),
     Rule("iam-actions", "The node role allows the EC2 actions the variant calls", M, network.iam_actions),
+    Rule("iam-scope", "Route and interface actions the catalog scopes are not granted on every resource", M,
+         network.iam_scope),
     Rule("encapsulation-ports", "The nodes' security group admits the variant's tunnel port or IP protocol "
          "between nodes (and the pod range, for unencapsulated pod routing)", M, network.encap_ports),
     Rule("kernel-minimum", "The AMI's kernel meets the variant's minimum", M, cluster.kernel_minimum),

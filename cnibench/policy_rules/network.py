@@ -126,7 +126,7 @@ def _policy_documents(stack: Stack) -> Iterator[tuple[Res, Any]]:
                 yield res, inline.get("policy")
 
 
-def _allowed_actions(document: Any) -> list[str]:
+def _allow_statements(document: Any) -> list[Mapping[str, Any]]:
     if isinstance(document, str):
         try:
             document = json.loads(document)
@@ -137,13 +137,15 @@ def _allowed_actions(document: Any) -> list[str]:
     statements = document.get("Statement") or []
     if isinstance(statements, Mapping):
         statements = [statements]
-    actions: list[str] = []
-    for st in statements:
-        if not isinstance(st, Mapping) or st.get("Effect") != "Allow":
-            continue
-        action = st.get("Action") or []
-        actions.extend([action] if isinstance(action, str) else [a for a in action if isinstance(a, str)])
-    return actions
+    return [st for st in statements if isinstance(st, Mapping) and st.get("Effect") == "Allow"]
+
+
+def _strings(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else [v for v in value or () if isinstance(v, str)]
+
+
+def _allowed_actions(document: Any) -> list[str]:
+    return [a for st in _allow_statements(document) for a in _strings(st.get("Action"))]
 
 
 def iam_actions(stack: Stack) -> Iterator[Violation]:
@@ -159,6 +161,29 @@ def iam_actions(stack: Stack) -> Iterator[Violation]:
             "grants them). Fix: add them to the node role's policy (aws.iam.RolePolicy attached to the "
             "instance profile's role)."
         )
+
+
+def iam_scope(stack: Stack) -> Iterator[Violation]:
+    """No action the catalog scopes (``variant.iam_scopes``: flannel aws-vpc's route writes,
+    cilium's ENI tagging) is allowed on ``Resource: "*"``: with IMDSv1 (flannel v0.19.2), any pod
+    on the node could otherwise rewrite every route table of the account."""
+    variant = stack.require_variant()
+    if not variant.iam_scopes:
+        raise NotApplicable(f"{variant.name} has no scoped IAM actions")
+    for res, doc in _policy_documents(stack):
+        for st in _allow_statements(doc):
+            if "*" not in _strings(st.get("Resource")):
+                continue
+            granted = [g.lower() for g in _strings(st.get("Action"))]
+            wide = [a for a in variant.iam_scopes if any(fnmatch.fnmatchcase(a.lower(), g) for g in granted)]
+            if wide:
+                yield Violation(
+                    f"IAM: {res.label()} allows {', '.join(sorted(wide))} on every resource (\"Resource\": \"*\"); "
+                    f"{variant.name} needs them only on "
+                    + "; ".join(sorted({f"{a}: {variant.iam_scopes[a].value}" for a in wide}))
+                    + " of this stack. Fix: grant them as cnibench/program/nodes.py iam_policy() does.",
+                    res.urn,
+                )
 
 
 # ---------------------------------------------------------------------------------------

@@ -318,14 +318,19 @@ class Cluster(pulumi.ComponentResource):
         self.register_outputs({"apiServerHost": self.api_server_host})
 
     def _connection(self, node: Node, boot: bool = False) -> remote.ConnectionArgs:
+        if node.host_key is None:
+            raise ValueError(f"node {node.role} has no SSH host key: every connection verifies one")
         return remote.ConnectionArgs(
             host=node.public_ip,
             user=self._nodes.ssh_user,
             private_key=self._nodes.private_key,
+            # the instance's own host key, from its console output (cnibench/hostkeys.py):
+            # pulumi-command v1.2.1 provider/pkg/provider/remote/connection.go verifies it with
+            # ssh.FixedHostKey (and offers only its type); without host_key it would accept any
+            # server, so the kubeconfig and join token would go to whoever answers at the address
+            host_key=node.host_key,
             # a fresh instance refuses SSH for a while: dial until the step's create timeout.
-            # The provider retries failed dials with pulumi's retry.Until (growing delay) and,
-            # without host_key, does not verify the host key (pulumi/pulumi-command
-            # provider/pkg/provider/remote/connection.go).
+            # The provider retries failed dials with pulumi's retry.Until (growing delay).
             dial_error_limit=-1 if boot else 30,
             per_dial_timeout=SSH_DIAL_TIMEOUT,
         )

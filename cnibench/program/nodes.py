@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shlex
+import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_command as command
 import pulumi_tls as tls
 
+from cnibench import hostkeys
 from cnibench.config import ConfigError, StackConfig, key_of
 from cnibench.program.network import Network
-from cnibench.tags import BENCHMARK_ROLES, CLIENT, CONTROL_PLANE, ROLE_TAG, SERVER, Tagging
-from cnibench.variants import Variant
+from cnibench.tags import BENCHMARK_ROLES, CLIENT, CONTROL_PLANE, ROLE_TAG, SERVER, STACK_TAG, Tagging
+from cnibench.variants import IamScope, Variant
 
 SSH_USER = "ubuntu"  # the login of Canonical's Ubuntu images
 # Canonical's AWS account (https://documentation.ubuntu.com/aws/en/latest/aws-how-to/instances/find-ubuntu-images/)
@@ -50,13 +54,56 @@ def iam_roles(variant: Variant) -> tuple[str, ...]:
     return _IAM_ROLES_BY_CNI.get(variant.cni, _ALL_ROLES)
 
 
-def iam_policy(actions: Sequence[str]) -> dict:
-    """The inline policy: exactly ``actions``; EC2 route/ENI calls support no resource scoping
-    for Describe* and the route table is created in the same stack, so ``*`` is used."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": sorted(actions), "Resource": "*"}],
-    }
+def scoped_statements(
+    scope: IamScope, actions: Sequence[str], partition: str, region: str, stack: str
+) -> list[dict]:
+    """The statements that grant ``actions`` on the resources of ``scope`` only.
+
+    Route tables are named by the stack's tag, not by ARN: the tag (``cnibench:stack``, on every
+    resource of the stack) is known at preview, so the policy pack can read the policy before
+    anything is created, while a route table's ARN is not. EC2 accepts ``ec2:ResourceTag/KEY`` on
+    the route-table resource of CreateRoute/DeleteRoute (service authorization reference,
+    "Actions defined by Amazon EC2"); the node role has no ec2:CreateTags, so no node can tag
+    another table into its reach. The route's target ENI is a resource of the same request and
+    carries no stack tag (the instance's primary ENI is created by RunInstances untagged), so it is
+    granted in a statement of its own, for these route actions only."""
+    arn = f"arn:{partition}:ec2:{region}:*"
+    actions = sorted(actions)
+    sid = "".join(part.capitalize() for part in scope.value.split("-"))
+    if scope is IamScope.ROUTE_TABLE:
+        return [
+            {
+                "Sid": f"{sid}OfTheStack",
+                "Effect": "Allow",
+                "Action": actions,
+                "Resource": f"{arn}:route-table/*",
+                "Condition": {"StringEquals": {f"ec2:ResourceTag/{STACK_TAG}": stack}},
+            },
+            {"Sid": f"{sid}Targets", "Effect": "Allow", "Action": actions, "Resource": f"{arn}:network-interface/*"},
+        ]
+    if scope is IamScope.NETWORK_INTERFACES:
+        return [{"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": f"{arn}:network-interface/*"}]
+    raise ValueError(f"unknown IAM scope {scope!r}")
+
+
+def iam_policy(variant: Variant, partition: str, region: str, stack: str) -> dict:
+    """The inline policy: exactly ``variant.iam_actions``; those the catalog scopes
+    (``variant.iam_scopes``) on the stack's resources only (``scoped_statements``); the rest
+    (EC2's Describe* calls, which support no resource-level permissions) on ``*``."""
+    statements: list[dict] = []
+    unscoped = sorted(a for a in variant.iam_actions if a not in variant.iam_scopes)
+    if unscoped:
+        statements.append({"Sid": "Unscoped", "Effect": "Allow", "Action": unscoped, "Resource": "*"})
+    for scope in IamScope:
+        actions = [a for a, s in variant.iam_scopes.items() if s is scope]
+        if actions:
+            statements.extend(scoped_statements(scope, actions, partition, region, stack))
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+# the local command that prints a node's SSH host key: this Python (the program's virtualenv,
+# where cnibench is installed) running cnibench/hostkeys.py
+HOST_KEY_COMMAND = f"{shlex.quote(sys.executable)} -m cnibench.hostkeys"
 
 
 ASSUME_ROLE_EC2 = {
@@ -111,6 +158,9 @@ class Node:
     availability_zone: str
     benchmark_role: str | None = None  # client/server for benchmark nodes
     architecture: str = "amd64"  # Ubuntu/Go name: amd64 or arm64
+    # "ssh-ed25519 BASE64", read from the instance's console output (cnibench/hostkeys.py): every
+    # SSH connection to the node verifies it
+    host_key: pulumi.Output[str] | None = None
 
 
 def _instance_types(cfg: StackConfig, parent: pulumi.Resource) -> dict[str, Any]:
@@ -120,7 +170,17 @@ def _instance_types(cfg: StackConfig, parent: pulumi.Resource) -> dict[str, Any]
     for key in ("instance_type", "control_plane_instance_type"):
         if key == "control_plane_instance_type" and cfg.control_plane_on_benchmark_node:
             continue
-        infos[key] = aws.ec2.get_instance_type(instance_type=getattr(cfg, key), opts=invoke)
+        try:
+            infos[key] = aws.ec2.get_instance_type(instance_type=getattr(cfg, key), opts=invoke)
+        except Exception as exc:  # the provider raises a bare Exception for a failed lookup
+            # DescribeInstanceTypes answers InvalidInstanceType for a name it does not know
+            if "InvalidInstanceType" not in str(exc):
+                raise
+            raise ConfigError([
+                f"{key_of(key)}: {getattr(cfg, key)!r} is not an EC2 instance type in region {cfg.region} (the "
+                "instance-type lookup, DescribeInstanceTypes, does not know it); valid: a type of "
+                "`aws ec2 describe-instance-types`, e.g. c6i.8xlarge (benchmark nodes) or t3.medium"
+            ]) from None
     return infos
 
 
@@ -184,6 +244,24 @@ def _pick_ami(cfg: StackConfig, arch: str, parent: pulumi.Resource) -> str:
     return ami.id
 
 
+def _host_key(name: str, instance: aws.ec2.Instance, cfg: StackConfig, parent: pulumi.Resource) -> pulumi.Output[str]:
+    """The instance's SSH host key, read on the operator's machine from its console output by
+    ``python -m cnibench.hostkeys`` (boto3 ``GetConsoleOutput`` with the operator's credentials and
+    profile) once per instance: a replaced instance has new keys and is read again."""
+    environment = {hostkeys.ENV_INSTANCE: instance.id, hostkeys.ENV_REGION: cfg.region}
+    profile = pulumi.Config("aws").get("profile")
+    if profile:
+        environment["AWS_PROFILE"] = profile
+    read = command.local.Command(
+        f"{name}-host-key",
+        create=HOST_KEY_COMMAND,
+        environment=environment,
+        triggers=[instance.id],
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    return read.stdout.apply(lambda out: out.strip())
+
+
 class NodePair(pulumi.ComponentResource):
     """Two matched benchmark instances and the control plane (separate by default).
 
@@ -237,7 +315,7 @@ class NodePair(pulumi.ComponentResource):
             {role: variant.node_secondary_ips if role in BENCHMARK_ROLES else 0 for role in machines},
         )
 
-        profiles = self._instance_profiles(name, variant, tags)
+        profiles = self._instance_profiles(name, cfg, tags)
         self.nodes: dict[str, Node] = {}
         for role in machines:
             benchmark = role in BENCHMARK_ROLES
@@ -305,6 +383,7 @@ class NodePair(pulumi.ComponentResource):
             node = Node(
                 role=role,
                 instance=instance,
+                host_key=_host_key(instance_name, instance, cfg, self),
                 private_ip=instance.private_ip,
                 public_ip=public_ip,
                 node_name=instance.private_dns,
@@ -321,13 +400,16 @@ class NodePair(pulumi.ComponentResource):
             self.nodes[CONTROL_PLANE] = self.nodes[CLIENT]
         self.register_outputs({})
 
-    def _instance_profiles(self, name: str, variant: Variant, tags: Tagging) -> dict[str, aws.iam.InstanceProfile]:
-        """One role + inline policy (exactly ``variant.iam_actions``) + instance profile, for the
-        node roles that run the API caller; nothing for variants without IAM actions."""
+    def _instance_profiles(self, name: str, cfg: StackConfig, tags: Tagging) -> dict[str, aws.iam.InstanceProfile]:
+        """One role + inline policy (exactly ``variant.iam_actions``, scoped as ``iam_policy``
+        says) + instance profile, for the node roles that run the API caller; nothing for
+        variants without IAM actions."""
+        variant = cfg.variant_record
         roles = iam_roles(variant)
         if not roles:
             return {}
         child = pulumi.ResourceOptions(parent=self)
+        partition = aws.get_partition(opts=pulumi.InvokeOptions(parent=self)).partition
         role = aws.iam.Role(
             f"{name}-{variant.cni}",
             assume_role_policy=json.dumps(ASSUME_ROLE_EC2),
@@ -338,7 +420,7 @@ class NodePair(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-{variant.cni}",
             role=role.id,
-            policy=json.dumps(iam_policy(variant.iam_actions)),
+            policy=json.dumps(iam_policy(variant, partition, cfg.region, str(tags.base[STACK_TAG]))),
             opts=child,
         )
         profile = aws.iam.InstanceProfile(

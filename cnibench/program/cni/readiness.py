@@ -3,7 +3,8 @@
 It runs scripts/cni-ready.sh: wait for the CNI's workloads to roll out (``kubectl rollout
 status``), for both benchmark nodes to be Ready and for CoreDNS to be Available (``kubectl
 wait``), then check the cluster's datapaths with two throw-away pods, one on each benchmark node
-(pod-to-pod, pod-to-service, DNS, pod-to-node), all within ``READY_TIMEOUT`` seconds. A failure
+(pod-to-pod, pod-to-service, DNS, pod-to-node; and pod-to-metadata, which must be refused: no pod
+reads the instance metadata service), all within ``READY_TIMEOUT`` seconds. A failure
 names the variant and the path that failed, with the pods that are not ready, the nodes and the
 latest events.
 

@@ -53,7 +53,7 @@ sysctl --system >/dev/null
 
 # containerd from the distribution, with the systemd cgroup driver (the kubelet's default)
 apt_get update
-apt_get install -y apt-transport-https ca-certificates curl gpg containerd
+apt_get install -y apt-transport-https ca-certificates curl gpg containerd iptables
 install -d -m 0755 /etc/containerd
 containerd config default >/etc/containerd/config.toml
 sed -i 's/SystemdCgroup = false/SystemdCgroup = true/' /etc/containerd/config.toml
@@ -63,6 +63,42 @@ if ! grep -q 'SystemdCgroup = true' /etc/containerd/config.toml; then
 fi
 systemctl enable containerd
 systemctl restart containerd
+
+# No pod reaches the instance metadata service (169.254.169.254, EC2 user guide "Instance
+# metadata"): flannel aws-vpc's nodes answer IMDSv1 (its aws-sdk-go predates session tokens)
+# and carry a role that writes routes, so a pod could otherwise read those credentials. Pod
+# packets reach the node through its PREROUTING hook; the node's own processes (the kubelet,
+# hostNetwork pods such as flannel itself) send theirs through OUTPUT and keep the service.
+# A systemd unit puts the rule back after a reboot, before containerd and the kubelet start.
+# Datapaths that bypass the node's netfilter (ipvlan pods leave through the parent interface;
+# eBPF host routing) are not covered by this rule: the readiness gate's pod-to-metadata check
+# verifies what a pod can read, on every variant.
+install -d -m 0755 /usr/local/sbin
+cat >/usr/local/sbin/cnibench-pod-metadata-block <<'SCRIPT'
+#!/bin/sh
+# drop pod traffic to the instance metadata service (installed by cnibench node-prereqs.sh)
+set -e
+rule="PREROUTING -d 169.254.169.254/32 -m comment --comment cnibench-pod-metadata -j DROP"
+# shellcheck disable=SC2086 # $rule is split into iptables arguments on purpose
+iptables -w -t raw -C $rule 2>/dev/null || iptables -w -t raw -I $rule
+SCRIPT
+chmod 0755 /usr/local/sbin/cnibench-pod-metadata-block
+cat >/etc/systemd/system/cnibench-pod-metadata-block.service <<'UNIT'
+[Unit]
+Description=cnibench: no pod traffic to the instance metadata service
+Before=containerd.service kubelet.service
+After=network-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/cnibench-pod-metadata-block
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now cnibench-pod-metadata-block.service >/dev/null
 
 # kubelet, kubeadm, kubectl of one minor version (each pkgs.k8s.io repository holds one minor)
 repo="https://pkgs.k8s.io/core:/stable:/v${KUBERNETES_MINOR}/deb/"

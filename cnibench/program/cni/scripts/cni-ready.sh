@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cnibench readiness gate: the benchmark starts only when the CNI is rolled out, the benchmark
 # nodes are Ready, CoreDNS is Available and the cluster's datapaths work: pod-to-pod across the
-# two benchmark nodes, pod-to-service, DNS and pod-to-node, each tried with two throw-away pods.
+# two benchmark nodes, pod-to-service, DNS and pod-to-node, each tried with two throw-away pods;
+# and a pod cannot read the instance metadata service (the node role's credentials).
 # Runs as root on the control plane (cnibench/program/cni/readiness.py).
 #
 # Environment:
@@ -27,7 +28,7 @@ skip_reason=${CNI_SKIP_REASON:-}
 deadline=$(($(date +%s) + CNI_TIMEOUT))
 
 # every check the gate knows, in the order it runs them (CNI_SKIP_CHECKS names some of these)
-CHECKS="coredns pod-to-pod pod-to-service dns pod-to-node"
+CHECKS="coredns pod-to-pod pod-to-service dns pod-to-node pod-to-metadata"
 
 # the connectivity check: its own namespace, deleted at the end whatever happened
 CHECK_NS=cnibench-check
@@ -39,6 +40,10 @@ CHECK_IMAGE=docker.io/library/busybox:1.36.1
 CHECK_PORT=8080
 CHECK_BODY=cnibench-check-ok # what the server pod's httpd serves, and the client expects
 KUBELET_PORT=10250           # the kubelet API listens on every node (a node security-group rule)
+# the EC2 instance metadata service (EC2 user guide, "Access instance metadata"): IMDSv1 answers a
+# plain GET of /latest/meta-data/ with its listing; with IMDSv2 required it answers 401 without a
+# session token (which needs a PUT that busybox wget cannot send)
+METADATA_URL=http://169.254.169.254/latest/meta-data/
 CLUSTER_DOMAIN=cluster.local # kubeadm's default networking.dnsDomain (cluster.py sets none)
 read -r client_node server_node _ <<<"$CNI_NODES"
 server_node=${server_node:-$client_node}
@@ -257,8 +262,32 @@ probe() {
     done
 }
 
-if skipped pod-to-pod && skipped pod-to-service && skipped dns && skipped pod-to-node; then
-    for check in pod-to-pod pod-to-service dns pod-to-node; do skip "$check"; done
+# refused CHECK PATH COMMAND...: a wget in the client pod that must NOT succeed, tried once
+# after the checks above showed that the pod's network works. Passed only on a failure that wget
+# itself reports (busybox networking/wget.c prefixes its errors with "wget: "): a kubectl error
+# proves nothing, and a success names what the pod read.
+refused() {
+    local check=$1 path=$2 out rc=0 seconds
+    shift 2
+    if skipped "$check"; then
+        skip "$check"
+        return 0
+    fi
+    seconds=$(seconds_left 30)
+    out=$(timeout "$seconds" kubectl -n "$CHECK_NS" exec client -- "$@" 2>&1 < /dev/null) || rc=$?
+    if ((rc == 0)); then
+        check_failed "$path" "the pod read it (it must not): $out"
+    fi
+    if ((rc == 124)) || [[ $'\n'$out != *$'\nwget: '* ]]; then
+        ((rc != 124)) || out="kubectl exec timed out after ${seconds}s: $out"
+        check_failed "$path" "could not tell whether the pod reaches it: $out (exit $rc)"
+    fi
+    echo "cnibench: CNI variant $CNIBENCH_VARIANT: $path refused, as it must be: ${out//$'\n'/ | }"
+    passed+=("$check")
+}
+
+if skipped pod-to-pod && skipped pod-to-service && skipped dns && skipped pod-to-node && skipped pod-to-metadata; then
+    for check in pod-to-pod pod-to-service dns pod-to-node pod-to-metadata; do skip "$check"; done
 else
     trap cleanup EXIT
     # a namespace left by an interrupted run goes first (the wait ends when it is gone)
@@ -306,6 +335,8 @@ else
         $'\nAddress: '"$service_ip"$'\n' nslookup -type=a "$service_name"
     probe pod-to-node "pod-to-node (client on node $client_node -> node $server_node $node_ip:$KUBELET_PORT, the kubelet)" \
         "" nc -z -v -v -n -w 5 "$node_ip" "$KUBELET_PORT"
+    refused pod-to-metadata "pod-to-metadata (client on node $client_node -> instance metadata $METADATA_URL)" \
+        wget -q -T 5 -O - "$METADATA_URL"
 fi
 
 summary="checks passed: ${passed[*]:-none}"
