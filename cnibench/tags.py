@@ -14,6 +14,16 @@ VARIANT_TAG = "cnibench:variant"
 EXPIRES_TAG = "cnibench:expires-at"
 ROLE_TAG = "cnibench:role"
 REQUIRED_TAGS = (STACK_TAG, VARIANT_TAG, EXPIRES_TAG)
+# The AWS console's name of a resource (Tagging.for_) and the mark of the benchmark node that also
+# runs the control plane (cnibench/program/nodes.py, controlPlaneOnBenchmarkNode).
+NAME_TAG = "Name"
+COMBINED_TAG = "cnibench:control-plane"
+# Every tag key cnibench itself sets (an extraTags entry with one of them is overridden), and the
+# most any one resource carries: the combined node's instance and root volume have the required
+# tags + Name + role + the combined mark. AWS allows 50 tags per resource (EC2 User Guide, tag
+# restrictions), so extraTags may add at most 50 - this many (cnibench/config.py).
+PROJECT_TAG_KEYS = (*REQUIRED_TAGS, ROLE_TAG, COMBINED_TAG, NAME_TAG)
+MAX_PROJECT_TAGS_PER_RESOURCE = len(REQUIRED_TAGS) + 3
 
 # Node roles: the control plane and the two benchmark nodes of the matched pair.
 CONTROL_PLANE = "control-plane"
@@ -41,7 +51,7 @@ class Tagging:
 
     def for_(self, name: str, **extra: str) -> dict[str, Any]:
         shown = f"{self.prefix}-{name}" if self.prefix else name
-        return {**self.base, "Name": shown, **extra}
+        return {**self.base, NAME_TAG: shown, **extra}
 
     @classmethod
     def of_stack(cls, extra: Mapping[str, str], stack: str, variant: str, expires_at: Any) -> Tagging:

@@ -192,7 +192,7 @@ def test_ssh_auto_resolution():
 def test_kubernetes_version_is_validated_with_the_rest():
     """kubernetesVersion was checked only inside the cluster component: the matrix's validation missed it."""
     found = problems(kubernetesVersion="1.20", podCidr="10.96.0.0/16")
-    assert any(p.startswith("cnibench:kubernetesVersion: '1.20'") and "1.24 or later" in p for p in found)
+    assert any(p.startswith("cnibench:kubernetesVersion: '1.20'") and "1.24 to 1.37" in p for p in found)
     assert any(p.startswith("cnibench:podCidr") for p in found)
     assert parse_config({**GOOD, "kubernetesVersion": "1.33"}).kubernetes_version == "1.33"
 

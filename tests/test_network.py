@@ -184,20 +184,20 @@ def test_split_subnets_makes_two_subnets_in_one_zone(program):
 
 
 def test_existing_vpc_by_id(program):
-    run = program("flannel-host-gw", {"vpcId": "vpc-0abc"})
+    run = program("flannel-host-gw", {"vpcId": "vpc-0abc0abc"})
     assert run.of_type("aws:ec2/vpc:Vpc") == []
     assert run.of_type("aws:ec2/internetGateway:InternetGateway") == []
     subnet = run.one(SUBNET)
-    assert subnet.inputs["vpcId"] == "vpc-0abc"
+    assert subnet.inputs["vpcId"] == "vpc-0abc0abc"
     # the last /24 of the VPC, away from the blocks existing subnets usually take
     assert subnet.inputs["cidrBlock"] == "10.20.255.0/24"
-    assert run.one(SG).inputs["vpcId"] == "vpc-0abc"
+    assert run.one(SG).inputs["vpcId"] == "vpc-0abc0abc"
     assert run.one("aws:ec2/route:Route").inputs["gatewayId"] == "igw-0123456789abcdef0"
 
 
 def test_existing_vpc_with_another_cidr_names_the_key(program):
     with pytest.raises(Exception, match="cnibench:vpcCidr") as err:
-        program("flannel-host-gw", {"vpcId": "vpc-0abc", "vpcCidr": "10.30.0.0/16"})
+        program("flannel-host-gw", {"vpcId": "vpc-0abc0abc", "vpcCidr": "10.30.0.0/16"})
     assert "10.20.0.0/16" in str(err.value)
 
 

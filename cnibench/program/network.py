@@ -23,12 +23,14 @@ import pulumi_aws as aws
 
 from cnibench import addresses
 from cnibench.addresses import API_SERVER_PORT, SSH_PORT
-from cnibench.config import ConfigError, StackConfig, key_of
+from cnibench.config import NODE_SUBNET_PREFIX, ConfigError, StackConfig, key_of
+from cnibench.program import preflight
 from cnibench.tags import Tagging
 from cnibench.variants import KUBERNETES_NODE_PORTS, PodAddressing, PortRule, Variant
 
-# Our subnets are /24s: room for the nodes, their secondary addresses and ENI-IPAM pods.
-SUBNET_PREFIX = 24
+# Our subnets are /24s: room for the nodes, their secondary addresses and ENI-IPAM pods
+# (config.py refuses a vpcCidr without room for them).
+SUBNET_PREFIX = NODE_SUBNET_PREFIX
 
 # Where a rule's traffic may come from.
 FROM_NODES = "nodes"  # the security group itself
@@ -122,6 +124,17 @@ def subnet_cidrs(vpc_cidr: str, count: int, from_end: bool = False) -> list[str]
     return [str(b) for b in chosen]
 
 
+def _node_subnets(vpc_cidr: str, count: int, from_end: bool = False) -> list[str]:
+    """:func:`subnet_cidrs`, with a VPC too small for them reported as the config error it is."""
+    try:
+        return subnet_cidrs(vpc_cidr, count, from_end)
+    except ValueError as exc:
+        raise ConfigError([
+            f"{key_of('vpc_cidr')}: {exc}; cnibench puts each node subnet in a /{SUBNET_PREFIX}: use a VPC of "
+            f"/{SUBNET_PREFIX - 1} or larger"
+        ]) from None
+
+
 class Network(pulumi.ComponentResource):
     """VPC (new, or existing by ``vpcId``), node subnet(s), route table, node security group.
 
@@ -139,6 +152,8 @@ class Network(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("cnibench:index:Network", name, None, opts)
+        # the zone lookup and the benchmark plan, before the first resource of the stack
+        preflight.check(cfg, self)
         self.variant = cfg.variant_record
         child = pulumi.ResourceOptions(parent=self)
         subnet_count = 2 if cfg.split_subnets else 1
@@ -146,7 +161,7 @@ class Network(pulumi.ComponentResource):
         if cfg.vpc_id:
             vpc_cidr, igw_id = _existing_vpc(cfg, self)
             self.vpc_id: pulumi.Output[str] = pulumi.Output.from_input(cfg.vpc_id)
-            cidrs = subnet_cidrs(vpc_cidr, subnet_count, from_end=True)
+            cidrs = _node_subnets(vpc_cidr, subnet_count, from_end=True)
         else:
             vpc = aws.ec2.Vpc(
                 f"{name}-vpc",
@@ -161,7 +176,7 @@ class Network(pulumi.ComponentResource):
             )
             self.vpc_id = vpc.id
             igw_id = igw.id
-            cidrs = subnet_cidrs(cfg.vpc_cidr, subnet_count)
+            cidrs = _node_subnets(cfg.vpc_cidr, subnet_count)
         self.subnet_cidrs: list[str] = cidrs
 
         # Our own route table (not the VPC's main one): flannel aws-vpc adds one route per node

@@ -1,0 +1,247 @@
+"""Issue 15, "Bad input": every bad stack-config value is refused with a message naming the key,
+the value and what is valid (exit 2 from ``cnibench check``), before anything is created."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cnibench import config, mocks, tags
+from cnibench.cli import app
+from cnibench.config import ConfigError, parse_config
+from cnibench.errors import ExitCode
+from cnibench.program import preflight
+from cnibench.suite import plan as suite_plan
+
+GOOD = {"variant": "flannel-vxlan"}
+runner = CliRunner()
+
+
+def problems(**raw) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        parse_config({**GOOD, **raw})
+    return err.value.problems
+
+
+def one_problem(**raw) -> str:
+    found = problems(**raw)
+    assert len(found) == 1, found
+    return found[0]
+
+
+# --- refused by parse_config (no look-up needed) -------------------------------------------
+# (config, the key named, words of what is valid)
+STATIC = [
+    ({"region": "xx-nowhere-9"}, "region", ["us-east-1", "eu-west-1"]),
+    ({"region": "cn-north-1"}, "region", ["commercial partition"]),
+    ({"availabilityZone": "us-east-10a"}, "availabilityZone", ["us-east-1a", "one letter"]),
+    ({"availabilityZone": "us-east-1-bogus"}, "availabilityZone", ["us-east-1a"]),
+    ({"availabilityZone": "us-east-1aa"}, "availabilityZone", ["one letter"]),
+    ({"instanceType": ""}, "instanceType", ["(empty)", "<family>.<size>", "c6i.8xlarge"]),
+    ({"controlPlaneInstanceType": ""}, "controlPlaneInstanceType", ["(empty)", "t3.medium"]),
+    ({"instanceType": "c6i 8xlarge"}, "instanceType", ["<family>.<size>"]),
+    ({"kubernetesVersion": "1.99"}, "kubernetesVersion", ["1.24 to 1.37", "pkgs.k8s.io"]),
+    ({"kubernetesVersion": "1.23"}, "kubernetesVersion", ["1.24 to 1.37"]),
+    ({"kubernetesVersion": "2.0"}, "kubernetesVersion", ["1.24 to 1.37"]),
+    ({"vpcCidr": "10.20.0.0/28"}, "vpcCidr", ["/16 to /23", "node subnet"]),
+    ({"vpcCidr": "10.20.0.0/24"}, "vpcCidr", ["/16 to /23"]),
+    ({"vpcCidr": "10.20.0.0/29"}, "vpcCidr", ["AWS accepts VPC CIDRs from /16 to /28", "/16 to /23"]),
+    ({"vpcCidr": "172.16.0.0/15"}, "vpcCidr", ["/16 to /28"]),
+    ({"podCidr": "224.0.0.0/16"}, "podCidr", ["multicast", "RFC 1918"]),
+    ({"podCidr": "239.255.0.0/16"}, "podCidr", ["multicast"]),
+    ({"podCidr": "240.0.0.0/16"}, "podCidr", ["reserved"]),
+    ({"podCidr": "127.0.0.0/16"}, "podCidr", ["loopback"]),
+    ({"podCidr": "169.254.0.0/16"}, "podCidr", ["link-local"]),
+    ({"podCidr": "0.0.0.0/16"}, "podCidr", ["this network"]),
+    ({"serviceCidr": "224.96.0.0/16"}, "serviceCidr", ["multicast"]),
+    ({"vpcCidr": "169.254.0.0/16"}, "vpcCidr", ["link-local"]),
+    ({"serviceCidr": "172.32.0.0/11"}, "serviceCidr", ["kube-apiserver", "/12 to /28"]),
+    ({"serviceCidr": "10.96.0.0/29"}, "serviceCidr", ["kubernetes service", "10th", "/12 to /28"]),
+    ({"serviceCidr": "10.96.0.0/32"}, "serviceCidr", ["/12 to /28"]),
+    ({"benchmarkStreams": 100000}, "benchmarkStreams", ["1..128", "MAX_STREAMS"]),
+    ({"expiryHours": 1000000}, "expiryHours", ["1..720"]),
+    ({"expiryHours": 999999999}, "expiryHours", ["1..720"]),
+    ({"benchmarkTimeout": 10**9}, "benchmarkTimeout", ["1..604800"]),
+    ({"benchmarkResponseSizes": [10**12]}, "benchmarkResponseSizes", ["1..16777216"]),
+    ({"amiId": "ami-123"}, "amiId", ["8 or 17", "ami-0123456789abcdef0"]),
+    ({"amiId": "ubuntu"}, "amiId", ["8 or 17"]),
+    ({"amiId": "ami-0123456789ABCDEF0"}, "amiId", ["lowercase"]),
+    ({"vpcId": "vpc-0abc"}, "vpcId", ["8 or 17", "vpc-0123456789abcdef0"]),
+    ({"vpcId": "subnet-0123456789abcdef0"}, "vpcId", ["vpc-"]),
+    ({"extraTags": ["aws:owner=me"]}, "extraTags", ["reserved for AWS"]),
+    ({"extraTags": ["AWS:owner=me"]}, "extraTags", ["reserved for AWS"]),
+    ({"extraTags": ["owner=aws:me"]}, "extraTags", ["reserved for AWS", "value"]),
+    ({"extraTags": ["k" * 129 + "=v"]}, "extraTags", ["1..128"]),
+    ({"extraTags": ["k=" + "v" * 257]}, "extraTags", ["0..256"]),
+    ({"extraTags": ["=v"]}, "extraTags", ["key=value"]),
+    ({"extraTags": ["a=1", "a=2"]}, "extraTags", ["twice"]),
+    ({"extraTags": [f"k{i}=v" for i in range(45)]}, "extraTags", ["50 per resource", "at most 44"]),
+]
+
+
+@pytest.mark.parametrize("raw, key, valid", STATIC, ids=[json.dumps(r)[:60] for r, _, _ in STATIC])
+def test_static_refusals_name_key_value_and_what_is_valid(raw, key, valid):
+    found = [p for p in problems(**raw) if p.startswith(f"cnibench:{key}:")]
+    assert len(found) == 1, problems(**raw)
+    msg = found[0]
+    value = raw[key]
+    values = [str(v)[:20] for v in value] if isinstance(value, list) else [str(value)]
+    assert any(v in msg for v in values) or "(empty)" in msg or f"{len(value)} tags" in msg, msg
+    for word in valid:
+        assert word in msg, (word, msg)
+
+
+@pytest.mark.parametrize("raw", [
+    {"region": "eu-west-1"}, {"region": "ap-south-2", "availabilityZone": "ap-south-2c"},
+    {"availabilityZone": "us-east-1f"}, {"kubernetesVersion": "1.24"}, {"kubernetesVersion": "1.37"},
+    {"vpcCidr": "10.20.0.0/23"}, {"vpcCidr": "10.20.0.0/16"}, {"serviceCidr": "10.96.0.0/28"},
+    {"serviceCidr": "10.96.0.0/12"}, {"podCidr": "100.64.0.0/16"}, {"expiryHours": 720},
+    {"amiId": "ami-0123abcd"}, {"amiId": "ami-0123456789abcdef0"}, {"vpcId": "vpc-0123abcd"},
+    {"extraTags": [f"k{i}=v" for i in range(44)]}, {"extraTags": ["team=" + "v" * 256, "k" * 128 + "="]},
+    {"extraTags": ["cnibench:stack=spoofed"]},  # overridden by ours (tests/test_node_pair.py), not an extra tag
+])
+def test_valid_edges_are_accepted(raw):
+    parse_config({**GOOD, **raw})
+
+
+def test_project_tag_count_matches_the_most_tagged_resource():
+    """The budget for extraTags counts the tags cnibench puts on its most-tagged resource."""
+    run = mocks.run_program("flannel-vxlan", {"controlPlaneOnBenchmarkNode": True})
+    most = max(len(r.inputs.get("tags") or {}) for r in run.resources)
+    assert most == tags.MAX_PROJECT_TAGS_PER_RESOURCE
+    assert config.MAX_TAGS_PER_RESOURCE == 50
+
+
+def test_the_region_list_is_botocore_s_commercial_partition():
+    botocore = pytest.importorskip("botocore")
+    data = json.loads((Path(botocore.__file__).parent / "data" / "endpoints.json").read_text())
+    (aws,) = [p for p in data["partitions"] if p["partition"] == "aws"]
+    assert set(aws["regions"]) == config.AWS_REGIONS
+
+
+def test_kubernetes_versions_come_from_one_place():
+    assert config.KUBERNETES_MINORS[0] == config.OLDEST_KUBERNETES_MINOR == 24
+    assert config.KUBERNETES_MINORS[-1] == config.NEWEST_KUBERNETES_MINOR
+    assert config.kubernetes_minor("1.33") == 33 and config.kubernetes_minor("1.99") is None
+
+
+# --- refused by the program's look-ups and the suite plan (under the mocks) ------------------
+
+def test_the_mocked_zone_lookup_answers_per_region_and_fails_for_an_unknown_one():
+    us = mocks._availability_zones({"region": "us-east-1"})
+    assert us["names"] == [f"us-east-1{x}" for x in "abcdef"] and us["zoneIds"][0] == "use1-az1"
+    assert mocks._availability_zones({"region": "us-west-1"})["names"] == ["us-west-1a", "us-west-1c"]
+    assert mocks._availability_zones({"region": "eu-north-1"})["zoneIds"][0] == "eun1-az1"
+    with pytest.raises(mocks.MockLookupError, match="xx-nowhere-9"):
+        mocks._availability_zones({"region": "xx-nowhere-9"})
+
+
+def test_the_mocked_type_lookup_knows_real_types_only():
+    assert mocks._instance_type({"instanceType": "c6i.8xlarge"})["instanceType"] == "c6i.8xlarge"
+    assert "m7i.48xlarge" in (mocks.ec2_instance_types() or set())
+    with pytest.raises(mocks.MockLookupError, match="InvalidInstanceType"):
+        mocks._instance_type({"instanceType": "c6i.9xlarge"})
+
+
+@pytest.mark.parametrize("raw, key, needles", [
+    ({"availabilityZone": "us-east-1g"}, "availabilityZone", ["us-east-1a, us-east-1b", "zone lookup"]),
+    ({"region": "us-west-1", "availabilityZone": "us-west-1b"}, "availabilityZone", ["us-west-1a, us-west-1c"]),
+    ({"instanceType": "c6i.9xlarge"}, "instanceType", ["'c6i.9xlarge'", "DescribeInstanceTypes"]),
+    ({"controlPlaneInstanceType": "t3.giant"}, "controlPlaneInstanceType", ["'t3.giant'", "t3.medium"]),
+    ({"benchmarkRepeat": 100}, "benchmarkTimeout", ["benchmarkRepeat=100", "at least", ">="]),
+    ({"benchmarkDuration": 600, "benchmarkTimeout": 3600}, "benchmarkTimeout", ["benchmarkDuration=600"]),
+])
+def test_program_refusals_are_config_errors_before_any_aws_resource(raw, key, needles):
+    with pytest.raises(ConfigError) as err:
+        mocks.run_program("flannel-vxlan", raw)
+    (msg,) = [p for p in err.value.problems if p.startswith(f"cnibench:{key}:")]
+    for needle in needles:
+        assert needle in msg, (needle, msg)
+
+
+def test_refused_program_run_registers_no_aws_resource():
+    """Network runs the preflight (zone lookup, plan) before its VPC: a refusal declares nothing in AWS."""
+    captured: dict = {}
+    real = mocks._mocks_and_monitor
+
+    def keep():
+        out = real()
+        captured["registered"] = out[2]
+        return out
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(mocks, "_mocks_and_monitor", keep)
+    try:
+        with pytest.raises(ConfigError):
+            mocks.run_program("flannel-vxlan", {"benchmarkRepeat": 100})
+    finally:
+        mp.undo()
+    aws = [r for r in captured["registered"] if r.type.startswith("aws:")]
+    assert aws == [], aws
+
+
+def test_default_plans_fit_the_default_timeout():
+    for variant in ("flannel-vxlan", "ipvlan", "cilium-native-kpr"):
+        cfg = parse_config({"variant": variant})
+        assert preflight.plan_problems(cfg) == []
+        least = preflight.least_benchmark_seconds(suite_plan.plan_from_config(cfg))
+        assert 0 < least < cfg.benchmark_timeout
+
+
+def test_the_plan_check_counts_every_test_not_one():
+    cfg = parse_config({**GOOD, "benchmarkRepeat": 10, "benchmarkDuration": 20, "benchmarkTimeout": 1000})
+    plan = suite_plan.plan_from_config(cfg)
+    # one test (20 s) fits 1000 s, and even 10 repetitions of one do: the plan as a whole does not
+    assert cfg.benchmark_repeat * cfg.benchmark_duration < cfg.benchmark_timeout
+    assert preflight.least_benchmark_seconds(plan) > cfg.benchmark_timeout
+    (msg,) = preflight.plan_problems(cfg)
+    assert f"{len(plan.steps)} tests" in msg
+
+
+# --- through the CLI: exit 2 and the message ------------------------------------------------
+
+@pytest.mark.parametrize("override, needle", [
+    ("availabilityZone=us-east-10a", "cnibench:availabilityZone: 'us-east-10a'"),
+    ("availabilityZone=us-east-1-bogus", "cnibench:availabilityZone: 'us-east-1-bogus'"),
+    ("region=xx-nowhere-9", "cnibench:region: 'xx-nowhere-9'"),
+    ("instanceType=", "cnibench:instanceType: (empty)"),
+    ("instanceType=c6i.9xlarge", "cnibench:instanceType: 'c6i.9xlarge'"),
+    ("controlPlaneInstanceType=nope.large", "cnibench:controlPlaneInstanceType: 'nope.large'"),
+    ("kubernetesVersion=1.99", "cnibench:kubernetesVersion: '1.99'"),
+    ("vpcCidr=10.20.0.0/28", "cnibench:vpcCidr: 10.20.0.0/28"),
+    ("podCidr=224.10.0.0/16", "cnibench:podCidr: 224.10.0.0/16"),
+    ("serviceCidr=10.0.0.0/8", "cnibench:serviceCidr: 10.0.0.0/8"),
+    ("serviceCidr=10.96.0.0/30", "cnibench:serviceCidr: 10.96.0.0/30"),
+    ("benchmarkStreams=100000", "cnibench:benchmarkStreams: 100000"),
+    ("benchmarkRepeat=100", "cnibench:benchmarkTimeout: 3600s"),
+    ("expiryHours=1000000", "cnibench:expiryHours: 1000000"),
+    ("expiryHours=999999999", "cnibench:expiryHours: 999999999"),
+    ("benchmarkResponseSizes=[1000000000000]", "cnibench:benchmarkResponseSizes: 1000000000000"),
+    ("amiId=ami-xyz", "cnibench:amiId: 'ami-xyz'"),
+    ("vpcId=vpc-12", "cnibench:vpcId: 'vpc-12'"),
+    ('extraTags=["aws:team=x"]', "cnibench:extraTags: 'aws:team=x'"),
+])
+def test_cli_check_refuses_with_exit_2(override, needle):
+    result = runner.invoke(app, ["check", "--stack", "flannel-vxlan", "-c", override])
+    assert result.exit_code == ExitCode.REFUSED == 2, result.output
+    text = " ".join(result.output.split())  # rich folds long lines
+    assert "configuration error" in text and needle in text, text
+    assert "Traceback" not in text and "failed under Pulumi's mocks" not in text
+
+
+def test_no_config_error_escapes_as_another_exception_type():
+    """The old failure mode: ValueError from the network helpers (vpcCidr) or OverflowError
+    (expiryHours) surfaced as 'program failed under mocks'."""
+    for raw in ({"vpcCidr": "10.20.0.0/28"}, {"expiryHours": 999999999}, {"vpcCidr": "10.20.0.0/25"}):
+        with pytest.raises(ConfigError):
+            mocks.run_program("flannel-vxlan", raw)
+
+
+def test_network_helper_names_the_key_when_called_directly():
+    from cnibench.program import network
+
+    with pytest.raises(ConfigError, match="cnibench:vpcCidr"):
+        network._node_subnets("10.20.0.0/28", 1)
