@@ -162,8 +162,15 @@ def test_program_refusals_are_config_errors_before_any_aws_resource(raw, key, ne
         assert needle in msg, (needle, msg)
 
 
-def test_refused_program_run_registers_no_aws_resource():
-    """Network runs the preflight (zone lookup, plan) before its VPC: a refusal declares nothing in AWS."""
+@pytest.mark.parametrize("overrides,key", [
+    ({"benchmarkRepeat": 100}, "benchmarkTimeout"),
+    ({"instanceType": "c6i.9xlarge"}, "instanceType"),
+    ({"controlPlaneInstanceType": "t3.giant"}, "controlPlaneInstanceType"),
+    ({"availabilityZone": "us-east-1g"}, "availabilityZone"),
+])
+def test_refused_program_run_registers_no_aws_resource(overrides, key):
+    """The program runs the preflight (zone and instance-type lookups, plan) before its first AWS
+    resource: a refusal declares nothing in AWS."""
     captured: dict = {}
     real = mocks._mocks_and_monitor
 
@@ -175,12 +182,13 @@ def test_refused_program_run_registers_no_aws_resource():
     mp = pytest.MonkeyPatch()
     mp.setattr(mocks, "_mocks_and_monitor", keep)
     try:
-        with pytest.raises(ConfigError):
-            mocks.run_program("flannel-vxlan", {"benchmarkRepeat": 100})
+        with pytest.raises(ConfigError) as err:
+            mocks.run_program("flannel-vxlan", overrides)
     finally:
         mp.undo()
     aws = [r for r in captured["registered"] if r.type.startswith("aws:")]
     assert aws == [], aws
+    assert any(p.startswith(f"cnibench:{key}:") for p in err.value.problems), err.value.problems
 
 
 def test_default_plans_fit_the_default_timeout():

@@ -12,6 +12,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from cnibench.config import ConfigError, StackConfig, parse_config
+from cnibench.program import preflight
 from cnibench.program.benchmark import Benchmark
 from cnibench.program.cluster import Cluster
 from cnibench.program.cni import install_cni
@@ -49,9 +50,12 @@ def main(cfg: StackConfig, public_ip: Callable[[], str]) -> None:
     not ``vpcCidr``) are raised as :class:`ConfigError`."""
     stack = pulumi.get_stack()
     tags = Tagging.of_stack(cfg.tags, stack, cfg.variant, expires_at(cfg.expiry_hours))
-    on_aws = pulumi.ResourceOptions(providers=[aws_provider(cfg.region, tags)])
+    provider = aws_provider(cfg.region, tags)
+    # zones, instance types and the benchmark plan, before the first AWS resource
+    instance_types = preflight.check(cfg, provider)
+    on_aws = pulumi.ResourceOptions(providers=[provider])
     network = Network("net", cfg, tags, ssh_ingress_cidr(cfg, public_ip), opts=on_aws)
-    nodes = NodePair("nodes", cfg, network, tags, opts=on_aws)
+    nodes = NodePair("nodes", cfg, network, tags, instance_types, opts=on_aws)
     cluster = Cluster("k8s", cfg, nodes, opts=on_aws)
     cni = install_cni("cni", cfg, cluster, nodes, network)
     benchmark = Benchmark("bench", cfg, cluster, nodes, cni, network=network, opts=on_aws)

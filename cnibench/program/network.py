@@ -24,7 +24,6 @@ import pulumi_aws as aws
 from cnibench import addresses
 from cnibench.addresses import API_SERVER_PORT, SSH_PORT
 from cnibench.config import NODE_SUBNET_PREFIX, ConfigError, StackConfig, key_of
-from cnibench.program import preflight
 from cnibench.tags import Tagging
 from cnibench.variants import KUBERNETES_NODE_PORTS, PodAddressing, PortRule, Variant
 
@@ -152,8 +151,6 @@ class Network(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("cnibench:index:Network", name, None, opts)
-        # the zone lookup and the benchmark plan, before the first resource of the stack
-        preflight.check(cfg, self)
         self.variant = cfg.variant_record
         child = pulumi.ResourceOptions(parent=self)
         subnet_count = 2 if cfg.split_subnets else 1

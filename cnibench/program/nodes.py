@@ -13,7 +13,7 @@ import json
 import shlex
 import sys
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -163,27 +163,6 @@ class Node:
     host_key: pulumi.Output[str] | None = None
 
 
-def _instance_types(cfg: StackConfig, parent: pulumi.Resource) -> dict[str, Any]:
-    """The EC2 facts of each configured instance type (``get_instance_type``), by config field."""
-    invoke = pulumi.InvokeOptions(parent=parent)
-    infos: dict[str, Any] = {}
-    for key in ("instance_type", "control_plane_instance_type"):
-        if key == "control_plane_instance_type" and cfg.control_plane_on_benchmark_node:
-            continue
-        try:
-            infos[key] = aws.ec2.get_instance_type(instance_type=getattr(cfg, key), opts=invoke)
-        except Exception as exc:  # the provider raises a bare Exception for a failed lookup
-            # DescribeInstanceTypes answers InvalidInstanceType for a name it does not know
-            if "InvalidInstanceType" not in str(exc):
-                raise
-            raise ConfigError([
-                f"{key_of(key)}: {getattr(cfg, key)!r} is not an EC2 instance type in region {cfg.region} (the "
-                "instance-type lookup, DescribeInstanceTypes, does not know it); valid: a type of "
-                "`aws ec2 describe-instance-types`, e.g. c6i.8xlarge (benchmark nodes) or t3.medium"
-            ]) from None
-    return infos
-
-
 def check_secondary_ips(cfg: StackConfig, variant: Variant, infos: dict[str, Any]) -> None:
     """The benchmark nodes' secondary addresses must fit on one interface of their type: EC2
     refuses ``RunInstances`` otherwise (the per-interface limit counts the primary address;
@@ -276,6 +255,7 @@ class NodePair(pulumi.ComponentResource):
         cfg: StackConfig,
         network: Network,
         tags: Tagging,
+        instance_types: Mapping[str, Any],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("cnibench:index:NodePair", name, None, opts)
@@ -292,7 +272,8 @@ class NodePair(pulumi.ComponentResource):
             tags=tags.for_(f"{name}-ssh"),
             opts=child,
         )
-        infos = _instance_types(cfg, self)
+        # looked up (and refused when unknown) by the preflight, before the first AWS resource
+        infos = dict(instance_types)
         check_secondary_ips(cfg, variant, infos)
         self.architecture = node_architecture(cfg, infos)
         self.ami_id = _pick_ami(cfg, self.architecture, self)

@@ -1,12 +1,13 @@
 """The checks of a stack's config that need more than the config: the provider's zone lookup and
-the benchmark suite's plan. :class:`~cnibench.program.network.Network`, the first component the
-program declares, runs them before its first resource (the VPC), so a refusal leaves nothing in
-AWS. (The instance-type lookup is the node component's: cnibench/program/nodes.py.)
+the benchmark suite's plan, and the instance-type lookup. The program (cnibench/program/__init__.py
+``main``) runs them with the stack's AWS provider before its first AWS resource, so a refusal
+leaves nothing in AWS.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -42,11 +43,10 @@ def plan_problems(cfg: StackConfig) -> list[str]:
     ]
 
 
-def zone_problems(cfg: StackConfig, parent: pulumi.Resource) -> list[str]:
+def zone_problems(cfg: StackConfig, invoke: pulumi.InvokeOptions) -> list[str]:
     """``availabilityZone`` (or the default ``<region>a``) against the zones the provider's lookup
     returns for ``region`` in this account (zone letters are account-mapped in the oldest regions)."""
-    zones = aws.get_availability_zones(region=cfg.region, state="available",
-                                       opts=pulumi.InvokeOptions(parent=parent))
+    zones = aws.get_availability_zones(region=cfg.region, state="available", opts=invoke)
     names = list(zones.names or [])
     if cfg.az in names:
         return []
@@ -58,8 +58,36 @@ def zone_problems(cfg: StackConfig, parent: pulumi.Resource) -> list[str]:
     ]
 
 
-def check(cfg: StackConfig, parent: pulumi.Resource) -> None:
-    """Raise :class:`ConfigError` with every problem these checks find."""
-    problems = plan_problems(cfg) + zone_problems(cfg, parent)
+def instance_types(cfg: StackConfig, invoke: pulumi.InvokeOptions) -> dict[str, Any]:
+    """The EC2 facts of each configured instance type (``get_instance_type``), by config field."""
+    infos: dict[str, Any] = {}
+    for key in ("instance_type", "control_plane_instance_type"):
+        if key == "control_plane_instance_type" and cfg.control_plane_on_benchmark_node:
+            continue
+        try:
+            infos[key] = aws.ec2.get_instance_type(instance_type=getattr(cfg, key), opts=invoke)
+        except Exception as exc:  # the provider raises a bare Exception for a failed lookup
+            # DescribeInstanceTypes answers InvalidInstanceType for a name it does not know
+            if "InvalidInstanceType" not in str(exc):
+                raise
+            raise ConfigError([
+                f"{key_of(key)}: {getattr(cfg, key)!r} is not an EC2 instance type in region {cfg.region} (the "
+                "instance-type lookup, DescribeInstanceTypes, does not know it); valid: a type of "
+                "`aws ec2 describe-instance-types`, e.g. c6i.8xlarge (benchmark nodes) or t3.medium"
+            ]) from None
+    return infos
+
+
+def check(cfg: StackConfig, provider: pulumi.ProviderResource) -> dict[str, Any]:
+    """Raise :class:`ConfigError` with every problem these checks find; else the EC2 facts of each
+    configured instance type (``get_instance_type``) by config field, for the node component."""
+    invoke = pulumi.InvokeOptions(provider=provider)
+    problems = plan_problems(cfg) + zone_problems(cfg, invoke)
+    try:
+        infos = instance_types(cfg, invoke)
+    except ConfigError as err:
+        problems += err.problems
+        infos = {}
     if problems:
         raise ConfigError(problems)
+    return infos
