@@ -11,6 +11,7 @@ from __future__ import annotations
 import _thread
 import datetime as dt
 import json
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from cnibench.cli.matrix import (
     run_cleanup_command,
     run_matrix_command,
 )
-from cnibench.matrix import backend, pricing
+from cnibench.matrix import backend, pricing, sweep
 
 
 def benchmark_doc(variant: str) -> dict:
@@ -46,11 +47,15 @@ def benchmark_doc(variant: str) -> dict:
     return results.finalize(doc)
 
 
+SIGNAL_OPS = {signal.SIGINT: "interrupt", signal.SIGTERM: "SIGTERM", signal.SIGKILL: "SIGKILL"}
+
+
 class FakeStack:
     def __init__(self, backend: FakeBackend, name: str) -> None:
         self.backend, self.name = backend, name
         self.config: dict = {}
         self.interrupted = threading.Event()
+        self.killed = threading.Event()
         self.destroy_failures = 0
 
     def _rec(self, op: str) -> None:
@@ -80,6 +85,12 @@ class FakeStack:
             if not self.interrupted.wait(20):
                 raise AssertionError("the runner never interrupted the hanging up")
             raise RuntimeError("error: update canceled")
+        if mode == "ignore-signals":  # a CLI that ignores SIGINT and SIGTERM: only SIGKILL ends it
+            if not self.killed.wait(20):
+                raise AssertionError("the runner never sent SIGKILL")
+            with self.backend._lock:
+                self.backend.locked.add(self.name)  # a killed update leaves its lock (DIY backend)
+            raise RuntimeError("error: signal: killed")
         if mode == "no-output":
             return {"variant": {"name": "x"}}
         parsed = mx.parse_stack_name(self.name)
@@ -87,6 +98,11 @@ class FakeStack:
 
     def destroy(self, on_output):
         self._rec("destroy")
+        if self.name in self.backend.locked:
+            raise mx.StackLocked("error: the stack is currently locked by 1 lock(s). Either wait for the other "
+                                 "process(es) to end or delete the lock file with `pulumi cancel`.")
+        if self.behaviour == "slow-destroy":
+            time.sleep(self.backend.destroy_seconds)
         if self.destroy_failures:
             self.destroy_failures -= 1
             raise RuntimeError("error: deleting security group: DependencyViolation")
@@ -94,9 +110,18 @@ class FakeStack:
     def refresh(self, on_output):
         self._rec("refresh")
 
-    def interrupt(self):
-        self._rec("interrupt")
-        self.interrupted.set()
+    def cancel(self):
+        self._rec("cancel")
+        with self.backend._lock:
+            self.backend.locked.discard(self.name)
+
+    def interrupt(self, sig=signal.SIGINT):
+        self._rec(SIGNAL_OPS[sig])
+        if self.behaviour == "ignore-signals":
+            if sig == signal.SIGKILL:
+                self.killed.set()
+        else:
+            self.interrupted.set()
         return True
 
     def config_value(self, key):
@@ -111,9 +136,13 @@ class Listed:
 
 
 class FakeBackend:
-    def __init__(self, behaviour=None, destroy_failures=0, listed=()):
+    def __init__(self, behaviour=None, destroy_failures=0, listed=(), locked=(), state=None):
         self.behaviour = dict(behaviour or {})
         self.destroy_failures = destroy_failures
+        self.locked = set(locked)  # stacks whose destroy raises StackLocked until cancel()
+        self.state = dict(state or {})  # stack -> resource ids in its state (the tag sweep)
+        self.destroy_seconds = 1.5
+        self.on_create = None
         self.calls: list[tuple[str, str]] = []
         self.stacks: dict[str, FakeStack] = {}
         self.listed = {x.info.name: x for x in listed}
@@ -128,6 +157,8 @@ class FakeBackend:
 
     def create(self, name):
         self.record(name, "create")
+        if self.on_create:
+            self.on_create(name)
         stack = FakeStack(self, name)
         stack.destroy_failures = self.destroy_failures
         self.stacks[name] = stack
@@ -144,19 +175,32 @@ class FakeBackend:
 
     def remove(self, name):
         self.record(name, "remove")
+        self.listed.pop(name, None)
 
     def list_stacks(self):
         return [x.info for x in self.listed.values()]
+
+    def resource_ids(self, name):
+        return set(self.state.get(name, ()))
 
 
 def no_violation(stack, overrides):
     return []
 
 
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path, monkeypatch):
+    """Owner records in the test's directory, never in the user's ~/.local/state."""
+    path = tmp_path / "state"
+    monkeypatch.setenv("CNIBENCH_STATE_DIR", str(path))
+    return path
+
+
 def opts(tmp_path: Path, *variants: str, **kw) -> mx.MatrixOptions:
     kw.setdefault("timeout", 30)
     kw.setdefault("kill_grace", 0.2)
     kw.setdefault("interrupt_grace", 0.1)
+    kw.setdefault("term_grace", 0.2)
     kw.setdefault("destroy_timeout", 30)
     return mx.MatrixOptions(variants=variants, out=tmp_path / "out", **kw)
 
@@ -269,10 +313,11 @@ def test_ctrl_c_in_the_main_thread_interrupts_running_ups_and_destroys_them(tmp_
     code, text = run(tmp_path, backend, "flannel-vxlan", "cilium-native", parallel=2)
     assert code == EXIT_INTERRUPTED
     assert "interrupted: no new stacks" in text and "interrupt forwarded" in text
+    assert "SIGINT now" in text
     for variant in ("flannel-vxlan", "cilium-native"):
         ops = backend.ops(only_stack(backend, variant))
         assert ops[:3] == ["create", "set_config", "up"]
-        assert "interrupt" in ops, ops  # forwarded after interrupt_grace
+        assert "interrupt" in ops, ops  # SIGINT forwarded at once (the CLI is in its own process group)
         assert ops[-2:] == ["destroy", "remove"]
 
 
@@ -394,19 +439,20 @@ def test_cleanup_destroys_expired_matrix_stacks_only(tmp_path):
         Listed(mx.StackInfo(busy, update_in_progress=True), {}),
         Listed(mx.StackInfo("cilium-native", last_update=now - dt.timedelta(days=9)), {}),
     ]
-    backend = FakeBackend(listed=listed)
+    backend = FakeBackend(listed=listed, locked={busy})
     found = {x.name for x in mx.find_leftovers(backend, now)}
     assert found == {old, short_expiry, busy}
     console = Console(file=open(tmp_path / "c.txt", "w"), width=200)
     code = run_cleanup_command(backend, include_unexpired=False, yes=True, confirm=lambda q: False, console=console)
     console.file.close()
-    assert code == EXIT_LEFT_BEHIND  # the busy one is not touched
+    assert code == 0
     for name in (old, short_expiry):
         assert backend.ops(name)[-2:] == ["destroy", "remove"]
-    assert "destroy" not in backend.ops(busy)
+    # an expired stack's "update in progress" is a stale lock (the expiry outlasts any run): cancel, then destroy
+    assert backend.ops(busy)[-4:] == ["destroy", "cancel", "destroy", "remove"]
     assert set(backend.ops(fresh)) <= {"select"}  # read, never destroyed
     assert backend.ops("cilium-native") == []  # never a long-lived variant stack
-    assert "update is in progress" in (tmp_path / "c.txt").read_text()
+    assert "stale lock" in (tmp_path / "c.txt").read_text()
 
 
 def test_cleanup_all_asks_and_a_no_stops(tmp_path):
@@ -535,9 +581,19 @@ def test_cleanup_command_through_the_cli(monkeypatch):
     old = mx.stack_name("cilium-native", now - dt.timedelta(hours=30), "0001")
     backend = FakeBackend(listed=[Listed(mx.StackInfo(old, last_update=now - dt.timedelta(hours=29)), {})])
     monkeypatch.setattr(mx, "AutomationBackend", lambda *a, **k: backend)
+    regions = []
+
+    def no_aws(r):  # the tag sweep's clients: never a real AWS call from the tests
+        regions.append(list(r))
+        raise RuntimeError("Unable to locate credentials")
+
+    monkeypatch.setattr(sweep, "aws_clients", no_aws)
     res = CliRunner().invoke(app, ["matrix", "--cleanup"], input="n\n")
     assert res.exit_code == EXIT_REFUSED and "destroy" not in backend.ops(old)
     assert old in res.output
     res = CliRunner().invoke(app, ["matrix", "--cleanup"], input="y\n")
     assert res.exit_code == 0, res.output
     assert backend.ops(old)[-2:] == ["destroy", "remove"]
+    assert "tag sweep not done" in res.output and regions and "us-east-1" in regions[-1]
+    res = CliRunner().invoke(app, ["matrix", "--cleanup", "--no-sweep", "--region", "eu-west-1"])
+    assert res.exit_code == 0 and "tag sweep" not in res.output

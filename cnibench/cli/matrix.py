@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -17,8 +18,8 @@ from cnibench import matrix as mx
 from cnibench.cli.extras import require_cloud
 from cnibench.config import ConfigError
 from cnibench.errors import CnibenchError, ExitCode
-from cnibench.matrix import pricing
-from cnibench.project import parse_overrides
+from cnibench.matrix import pricing, sweep
+from cnibench.project import find_project_dir, load_stack_file, parse_overrides, project_defaults, stacks
 from cnibench.report import comparison
 from cnibench.variants import CATALOG
 
@@ -54,6 +55,7 @@ def run_matrix_command(
     console: Console | None = None,
     project_dir: Path | None = None,
     report: bool = True,
+    state_dir: Path | None = None,
 ) -> int:
     console = console or Console(stderr=True)
     try:
@@ -85,7 +87,15 @@ def run_matrix_command(
     if not yes and not confirm(f"Create {len(est.lines)} stack(s) on AWS for about {est.total:.2f} {est.currency}?"):
         console.print("stopped: nothing was created")
         return EXIT_REFUSED
-    runner = mx.MatrixRunner(backend, opts, project_dir=project_dir)
+    runs = mx.plan_runs(opts)
+    try:  # before the first create: --cleanup finds this run's stacks at once if it is killed
+        owner = mx.OwnerRecord.begin({r.stack: r.variant for r in runs}, state_dir,
+                                     getattr(backend, "backend_url", None))
+    except OSError as exc:
+        console.print(f"[red]refused before creating anything:[/] cannot write the run's owner record ({exc}); "
+                      f"set --state-dir or ${mx.owner.STATE_ENV} to a writable directory")
+        return EXIT_REFUSED
+    runner = mx.MatrixRunner(backend, opts, project_dir=project_dir, owner=owner, runs=runs)
     old = {}
     if threading_main():
         for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -100,19 +110,33 @@ def run_matrix_command(
             signal.signal(sig, handler)
     if not console.is_terminal:
         console.line()
-    summary = write_summary(result, opts)
-    console.print(f"summary: {summary}")
+    return _finish(result, opts, owner, console, report)
+
+
+def _finish(result: mx.MatrixReport, opts: mx.MatrixOptions, owner: mx.OwnerRecord, console: Console,
+            report: bool) -> int:
+    """Summary, errors, report and the exit code. Files that cannot be written (the out
+    directory removed, a full disk) are reported; the exit code still says what is left."""
+    try:
+        console.print(f"summary: {write_summary(result, opts)}")
+    except OSError as exc:
+        console.print(f"[red]summary not written:[/] {exc}")
     for r in result.runs:
         if r.error:
             console.print(f"[red]{r.variant}[/]: {r.error}" + (f" (log: {r.log_path})" if r.log_path else ""))
+    for err in owner.errors[:3]:
+        console.print(f"[yellow]warning:[/] {err}")
     done = [r.result_path for r in result.runs if r.result_path]
     if report and done:
-        paths = comparison.write_report(comparison.load_results(done), opts.out / "report")
-        console.print(f"comparison report: {paths['markdown']}")
+        try:
+            paths = comparison.write_report(comparison.load_results(done), opts.out / "report")
+            console.print(f"comparison report: {paths['markdown']}")
+        except (OSError, CnibenchError) as exc:
+            console.print(f"[red]comparison report not written:[/] {exc}")
     if result.left_behind:
         console.print("[bold red]stacks left with resources:[/] "
                       + ", ".join(r.stack for r in result.left_behind)
-                      + " -> run `cnibench matrix --cleanup --all`")
+                      + " -> run `cnibench matrix --cleanup` (this run's owner record makes them eligible at once)")
         return EXIT_LEFT_BEHIND
     if result.interrupted:
         return EXIT_INTERRUPTED
@@ -151,24 +175,122 @@ def write_summary(result: mx.MatrixReport, opts: mx.MatrixOptions) -> Path:
 
 
 def run_cleanup_command(backend: mx.StackBackend, *, include_unexpired: bool, yes: bool,
-                        confirm: Callable[[str], bool], console: Console) -> int:
-    leftovers = mx.find_leftovers(backend, include_unexpired=include_unexpired)
+                        confirm: Callable[[str], bool], console: Console, state_dir: Path | None = None,
+                        sweeper: Callable[[], sweep.Clients] | None = None,
+                        stop_graces: tuple[float, ...] = (30.0, 10.0, 5.0)) -> int:
+    """Destroy leftover stacks (see :mod:`cnibench.matrix.cleanup`), then, with a ``sweeper``,
+    list (and offer to delete) tagged AWS resources that no state knows."""
+    records = mx.load_records(state_dir)
+    untouched: list[mx.Untouched] = []
+    leftovers = mx.find_leftovers(backend, include_unexpired=include_unexpired, records=records, untouched=untouched)
+    for u in untouched:
+        console.print(f"[yellow]not touched:[/] {u.name}: {u.why}")
+    code = 0
     if not leftovers:
-        console.print("no leftover matrix stacks" + ("" if include_unexpired else " past their expiry"))
+        console.print("no leftover matrix stacks" + ("" if include_unexpired else " past their expiry or of a dead run"))
+    else:
+        table = Table(title="leftover matrix stacks")
+        for col in ("stack", "variant", "created", "expires", "why", "owner", "resources", "update running"):
+            table.add_column(col, no_wrap=col == "stack",
+                             min_width=max(len(x.name) for x in leftovers) if col == "stack" else None)
+        for left in leftovers:
+            table.add_row(left.name, left.variant, f"{left.created:%Y-%m-%d %H:%M}Z", f"{left.expires:%Y-%m-%d %H:%M}Z",
+                          left.reason, left.owner_text,
+                          str(left.resource_count if left.resource_count is not None else "?"),
+                          "yes" if left.update_in_progress else "")
+        console.print(table)
+        if not yes and not confirm(f"Destroy and remove {len(leftovers)} stack(s)?"):
+            console.print("stopped: nothing destroyed")
+            return EXIT_REFUSED
+        runs = mx.cleanup(backend, leftovers, log=console.print, stop_graces=stop_graces)
+        code = 0 if all(r.removed for r in runs) else EXIT_LEFT_BEHIND
+    try:
+        mx.prune_records(records, [i.name for i in backend.list_stacks()], getattr(backend, "backend_url", None))
+    except Exception as exc:  # noqa: BLE001 - a record left over is harmless
+        console.print(f"[yellow]owner records not pruned:[/] {exc}")
+    if sweeper is not None:
+        code = max(code, _sweep(backend, records, untouched, yes, confirm, console, sweeper), key=_severity)
+    return code
+
+
+def _severity(code: int) -> int:
+    return {0: 0, int(EXIT_REFUSED): 1, int(EXIT_LEFT_BEHIND): 2}.get(int(code), 1)
+
+
+def _sweep(backend: mx.StackBackend, records: list[mx.OwnerRecord], untouched: list[mx.Untouched], yes: bool,
+           confirm: Callable[[str], bool], console: Console, sweeper: Callable[[], sweep.Clients]) -> int:
+    """The tag sweep: AWS resources of matrix stacks that are in no state (a create
+    interrupted mid-way), expired or of a dead run; listed with their delete commands."""
+    protected = {u.name for u in untouched}
+    dead: set[str] = set()
+    for rec in records:
+        alive = rec.alive()  # None (another host): its stacks are judged by their expiry alone
+        if alive:
+            protected.update(rec.stacks)
+        elif alive is False:
+            dead.update(rec.stacks)
+    in_state: set[str] = set()
+    resource_ids = getattr(backend, "resource_ids", None)
+    for info in backend.list_stacks():
+        if mx.parse_stack_name(info.name) is None:
+            continue  # only a matrix stack's state can hold a resource tagged with a matrix stack
+        if resource_ids is None:  # a backend that cannot export states: only stacks that are gone are swept
+            protected.add(info.name.rsplit("/", 1)[-1])
+            continue
+        try:
+            in_state |= set(resource_ids(info.name))
+        except Exception as exc:  # noqa: BLE001 - unknown state: its resources are not touched
+            console.print(f"[yellow]tag sweep:[/] state of {info.name} unreadable ({short(exc)}); its resources are skipped")
+            protected.add(info.name.rsplit("/", 1)[-1])
+    try:
+        clients = sweeper()
+        orphans = sweep.find_orphans(clients, in_state, protected, dead)
+    except Exception as exc:  # noqa: BLE001 - no credentials, no network, access denied
+        console.print(f"[yellow]tag sweep not done:[/] {short(exc)} (AWS credentials and tag:GetResources, "
+                      "ec2:Describe*, iam:ListRoles/ListRoleTags are needed; --no-sweep skips it)")
         return 0
-    table = Table(title="leftover matrix stacks")
-    for col in ("stack", "variant", "created", "expires", "resources", "update running"):
-        table.add_column(col, no_wrap=col == "stack", min_width=max(len(x.name) for x in leftovers) if col == "stack" else None)
-    for left in leftovers:
-        table.add_row(left.name, left.variant, f"{left.created:%Y-%m-%d %H:%M}Z", f"{left.expires:%Y-%m-%d %H:%M}Z",
-                      str(left.resource_count if left.resource_count is not None else "?"),
-                      "yes" if left.update_in_progress else "")
+    if not orphans:
+        console.print("tag sweep: no tagged resources outside a state")
+        return 0
+    table = Table(title="AWS resources of matrix stacks in no state (expired or of a dead run)")
+    for col in ("resource", "region", "stack", "expires", "delete with"):
+        table.add_column(col, overflow="fold")
+    for o in orphans:
+        table.add_row(f"{o.kind} {o.resource_id}", o.region, o.stack,
+                      f"{o.expires:%Y-%m-%d %H:%M}Z" if o.expires else "?", o.command)
     console.print(table)
-    if not yes and not confirm(f"Destroy and remove {len(leftovers)} stack(s)?"):
-        console.print("stopped: nothing destroyed")
-        return EXIT_REFUSED
-    runs = mx.cleanup(backend, leftovers, log=console.print)
-    return 0 if all(r.removed for r in runs) else EXIT_LEFT_BEHIND
+    if not yes and not confirm(f"Delete these {len(orphans)} AWS resource(s)?"):
+        console.print("not deleted: the commands above delete them")
+        return EXIT_LEFT_BEHIND
+    failed = sweep.delete(clients, orphans, log=console.print)
+    for o, err in failed:
+        console.print(f"[bold red]left:[/] {o.arn}: {err} -> {o.command}")
+    return EXIT_LEFT_BEHIND if failed else 0
+
+
+def short(exc: BaseException) -> str:
+    return mx.short_error(exc)
+
+
+def sweep_regions(project_dir: Path | None = None) -> list[str]:
+    """Regions the matrix deploys to: the project's default, every stack file's, and
+    ``AWS_REGION``/``AWS_DEFAULT_REGION``."""
+    found: list[str] = []
+    project_dir = project_dir if project_dir is not None else find_project_dir()
+    default = project_defaults(project_dir).get("region")
+    if default:
+        found.append(str(default))
+    for stack in stacks(project_dir):
+        try:
+            region = load_stack_file(project_dir, stack).get("region")
+        except Exception:  # noqa: BLE001 - an unreadable stack file has no region to add
+            region = None
+        if region:
+            found.append(str(region))
+    for env in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if os.environ.get(env):
+            found.append(os.environ[env])
+    return list(dict.fromkeys(found))
 
 
 def matrix(
@@ -182,8 +304,11 @@ def matrix(
     secrets_provider: str = typer.Option("passphrase", "--secrets-provider", help="Secrets provider of new stacks (passphrase uses PULUMI_CONFIG_PASSPHRASE)."),
     prices: Optional[Path] = typer.Option(None, "--prices", exists=True, dir_okay=False, help="Price table (YAML, region -> instance type -> USD/hour)."),
     expiry_hours: Optional[int] = typer.Option(None, "--expiry-hours", min=1, help="cnibench:expiryHours of the stacks (default: timeout + destroy, at least 8)."),
-    cleanup: bool = typer.Option(False, "--cleanup", help="Find matrix stacks past their expiry, destroy and remove them, then exit."),
-    all_stacks: bool = typer.Option(False, "--all", help="With --cleanup: every matrix stack, expired or not (also those of a matrix still running elsewhere)."),
+    cleanup: bool = typer.Option(False, "--cleanup", help="Find matrix stacks past their expiry or of a dead run (owner record), destroy and remove them, sweep tagged AWS resources no state knows, then exit."),
+    all_stacks: bool = typer.Option(False, "--all", help="With --cleanup: every matrix stack, expired or not, except those of a run that is still alive (owner record)."),
+    state_dir: Optional[Path] = typer.Option(None, "--state-dir", envvar="CNIBENCH_STATE_DIR", file_okay=False, help="Directory of the runs' owner records (default: $XDG_STATE_HOME/cnibench/matrix or ~/.local/state/cnibench/matrix)."),
+    region: Optional[list[str]] = typer.Option(None, "--region", help="With --cleanup: region(s) of the tag sweep (default: the regions of Pulumi.yaml and the stack files, and AWS_REGION)."),
+    no_sweep: bool = typer.Option(False, "--no-sweep", help="With --cleanup: skip the tag sweep of AWS resources."),
 ) -> None:
     """Run variants on ephemeral AWS stacks (Pulumi Automation API), always destroyed afterwards.
 
@@ -206,14 +331,17 @@ def matrix(
         except Exception as exc:  # noqa: BLE001
             console.print(f"[red]cannot open the Pulumi workspace:[/] {exc}")
             raise typer.Exit(EXIT_REFUSED) from None
-        raise typer.Exit(run_cleanup_command(backend, include_unexpired=all_stacks, yes=yes, confirm=ask, console=console))
+        regions = list(region or []) or sweep_regions()
+        sweeper = None if no_sweep else (lambda: sweep.aws_clients(regions))
+        raise typer.Exit(run_cleanup_command(backend, include_unexpired=all_stacks, yes=yes, confirm=ask, console=console,
+                                             state_dir=state_dir, sweeper=sweeper))
     if not variant:
         console.print("[red]give at least one --variant[/] (or --cleanup); variants: " + ", ".join(CATALOG))
         raise typer.Exit(EXIT_REFUSED)
     opts = mx.MatrixOptions(variants=tuple(variant), out=out, parallel=parallel, timeout=timeout,
                             overrides=_parse_overrides(config or [], console), expiry_hours=expiry_hours)
     code = run_matrix_command(opts, backend_factory=factory, preflight=mx.default_preflight(), confirm=ask,
-                              yes=yes, prices=prices, console=console)
+                              yes=yes, prices=prices, console=console, state_dir=state_dir)
     raise typer.Exit(code)
 
 

@@ -2,8 +2,10 @@
 
 ``names`` (stack names), ``backend`` (the Automation-API boundary and its real implementation),
 ``gate`` (config validation and the offline policy check before anything is created),
-``runner`` (up, collect, destroy, timeouts, interrupts), ``cleanup`` (leftover stacks past their
-expiry), ``pricing`` (the cost estimate shown before confirming). Design notes: docs/matrix.md.
+``runner`` (up, collect, destroy, timeouts, interrupts), ``procs`` (start times, the Pulumi CLI
+children in their own process groups), ``owner`` (the owner record of a run), ``cleanup``
+(leftover stacks: expired, or of a dead owner), ``sweep`` (tagged AWS resources no state knows),
+``pricing`` (the cost estimate shown before confirming). Design notes: docs/matrix.md.
 """
 
 from cnibench.matrix.backend import (
@@ -14,13 +16,15 @@ from cnibench.matrix.backend import (
     StackBackend,
     StackHandle,
     StackInfo,
+    StackLocked,
     flatten_config,
     require_project_dir,
     short_error,
 )
-from cnibench.matrix.cleanup import Leftover, cleanup, find_leftovers
+from cnibench.matrix.cleanup import Leftover, Untouched, cleanup, find_leftovers, lock_decision, prune_records
 from cnibench.matrix.gate import PolicyViolation, Preflight, default_preflight, policy_gate, prepare
 from cnibench.matrix.names import STACK_PREFIX, ParsedName, parse_stack_name, stack_name
+from cnibench.matrix.owner import OwnerRecord, default_state_dir, load_records
 from cnibench.matrix.runner import (
     DEFAULT_EXPIRY_HOURS,
     MatrixOptions,
@@ -28,7 +32,9 @@ from cnibench.matrix.runner import (
     MatrixRunner,
     VariantRun,
     expiry_hours_for,
+    plan_runs,
     stack_values,
+    stop_deadline,
 )
 
 __all__ = [
@@ -37,4 +43,6 @@ __all__ = [
     "Preflight", "StackBackend", "StackHandle", "StackInfo", "VariantRun", "cleanup", "default_preflight",
     "expiry_hours_for", "find_leftovers", "flatten_config", "parse_stack_name", "policy_gate", "prepare",
     "require_project_dir", "short_error", "stack_name", "stack_values",
+    "OwnerRecord", "StackLocked", "Untouched", "default_state_dir", "load_records", "lock_decision", "plan_runs",
+    "prune_records", "stop_deadline",
 ]

@@ -4,15 +4,18 @@ recording double because the Pulumi CLI cannot be installed in the test environm
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import signal
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from cnibench.errors import InputError
+from cnibench.matrix import procs
 from cnibench.project import config_text, find_project_dir, with_namespace
 
 DEFAULT_PASSPHRASE_ENV = "PULUMI_CONFIG_PASSPHRASE"
@@ -29,8 +32,17 @@ class StackHandle(Protocol):
     def up(self, on_output: Callable[[str], None]) -> dict[str, Any]: ...
     def destroy(self, on_output: Callable[[str], None]) -> None: ...
     def refresh(self, on_output: Callable[[str], None]) -> None: ...
-    def interrupt(self) -> bool: ...
+    def cancel(self) -> None: ...
+    def interrupt(self, sig: int = signal.SIGINT) -> bool: ...
     def config_value(self, key: str) -> str | None: ...
+
+
+class StackLocked(RuntimeError):
+    """The backend refused an operation because an update holds the stack (Pulumi Cloud's
+    "[409] Conflict: Another update is currently in progress", or a DIY backend's "the stack is
+    currently locked by N lock(s)": ``pulumi.automation.errors.ConcurrentUpdateError``). When
+    the update that took the lock is known to be dead, ``cancel()`` (``pulumi cancel``; it
+    removes the lock files of a DIY backend) frees the stack."""
 
 
 @dataclass(frozen=True)
@@ -102,24 +114,46 @@ class AutomationStack:
         self._stack.set_all_config(flat, path=True)
 
     def up(self, on_output: Callable[[str], None]) -> dict[str, Any]:
-        result = self._stack.up(on_output=on_output, on_error=on_output, color="never")
+        with _locked_as_ours():
+            result = self._stack.up(on_output=on_output, on_error=on_output, color="never")
         return {k: v.value for k, v in result.outputs.items()}
 
     def destroy(self, on_output: Callable[[str], None]) -> None:
         # continue_on_error: delete everything that can be deleted even if one resource fails
-        self._stack.destroy(on_output=on_output, on_error=on_output, color="never", continue_on_error=True)
+        with _locked_as_ours():
+            self._stack.destroy(on_output=on_output, on_error=on_output, color="never", continue_on_error=True)
 
     def refresh(self, on_output: Callable[[str], None]) -> None:
-        self._stack.refresh(on_output=on_output, on_error=on_output, color="never", clear_pending_creates=True)
+        with _locked_as_ours():
+            self._stack.refresh(on_output=on_output, on_error=on_output, color="never", clear_pending_creates=True)
 
-    def interrupt(self) -> bool:
-        pids = _pulumi_pids(self.name)
+    def cancel(self) -> None:
+        self._stack.cancel()
+
+    def interrupt(self, sig: int = signal.SIGINT) -> bool:
+        """``sig`` to the CLI process group running an update of this stack: through the
+        registry of children started by :func:`shielded_command` (no ``/proc`` needed), else
+        (a CLI started some other way) found in ``/proc`` by its command line."""
+        if procs.CHILDREN.signal(self.name, sig, ops=("up", "destroy", "refresh")):
+            return True
+        try:
+            pids = _pulumi_pids(self.name)
+        except OSError:  # no /proc (macOS): the registry is the only way, and it had none
+            return False
+        sent = False
         for pid in pids:
-            try:
-                os.kill(pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
-        return bool(pids)
+            sent = procs.signal_group(pid, sig) or sent
+        return sent
+
+    def resource_ids(self) -> set[str]:
+        """The ids and ARNs of the resources in the stack's state (for the tag sweep)."""
+        deployment = self._stack.export_stack().deployment or {}
+        found: set[str] = set()
+        for res in deployment.get("resources") or []:
+            for value in (res.get("id"), (res.get("outputs") or {}).get("arn")):
+                if isinstance(value, str) and value:
+                    found.add(value)
+        return found
 
     def config_value(self, key: str) -> str | None:
         try:
@@ -181,6 +215,7 @@ class AutomationBackend:
             env[DEFAULT_PASSPHRASE_ENV] = phrase
         self._options = LocalWorkspaceOptions(
             work_dir=str(self.project_dir), env_vars=env, secrets_provider=secrets_provider,
+            pulumi_command=shielded_command(),
         )
         self._workspace = LocalWorkspace(**self._options.__dict__)
 
@@ -205,6 +240,94 @@ class AutomationBackend:
                 last = last.replace(tzinfo=_dt.timezone.utc)
             out.append(StackInfo(s.name, last, s.update_in_progress, s.resource_count))
         return out
+
+    def resource_ids(self, name: str) -> set[str]:
+        return AutomationStack(self._select(name)).resource_ids()
+
+    def _select(self, name: str) -> Any:
+        from pulumi.automation import Stack
+
+        return Stack.select(name, self._workspace)
+
+
+@contextlib.contextmanager
+def _locked_as_ours() -> Iterator[None]:
+    """Turns ``pulumi.automation.errors.ConcurrentUpdateError`` into :class:`StackLocked`, so
+    the runner and the cleanup (which do not import pulumi) can tell a held lock from a failure."""
+    from pulumi.automation.errors import ConcurrentUpdateError
+
+    try:
+        yield
+    except ConcurrentUpdateError as exc:
+        raise StackLocked(str(exc)) from exc
+
+
+def run_cli(command: str, args: list[str], cwd: str, additional_env: Mapping[str, str],
+            on_output: Callable[[str], Any] | None = None, on_error: Callable[[str], Any] | None = None,
+            registry: procs.ChildRegistry | None = None, env_path_dir: str | None = None) -> Any:
+    """``pulumi.automation.PulumiCommand.run`` (pulumi 3.272: the same arguments, environment,
+    output callbacks and errors), except that the CLI is started through ``registry`` (its
+    own session and process group, its ``Popen`` kept by stack name). Returns a
+    ``CommandResult``; raises what ``create_command_error`` makes of a non-zero exit."""
+    import threading
+
+    from pulumi.automation._cmd import CommandResult
+    from pulumi.automation.errors import create_command_error
+
+    registry = registry or procs.CHILDREN
+    sep = args.index("--") if "--" in args else len(args)
+    if "--non-interactive" not in args[:sep]:
+        args.insert(0, "--non-interactive")
+    env = {**os.environ, **additional_env, "PULUMI_AUTOMATION_API": "true"}
+    if env_path_dir:
+        env["PATH"] = os.pathsep.join([env_path_dir, env.get("PATH", "")])
+    out_chunks: list[str] = []
+    err_chunks: list[str] = []
+
+    def consume(stream: Any, callback: Callable[[str], Any] | None, chunks: list[str]) -> None:
+        for line in iter(stream.readline, ""):
+            stripped = line.rstrip()
+            if callback:
+                try:
+                    callback(stripped)
+                except Exception:  # noqa: BLE001 - a broken log must not stop reading (the CLI would block)
+                    pass
+            chunks.append(stripped)
+        stream.close()
+
+    process = registry.spawn([command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                             env=env, encoding="utf-8", stdin=subprocess.DEVNULL)
+    try:
+        readers = [threading.Thread(target=consume, args=(process.stdout, on_output, out_chunks), daemon=True),
+                   threading.Thread(target=consume, args=(process.stderr, on_error, err_chunks), daemon=True)]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join()
+        code = process.wait()
+    finally:
+        registry.done(process)
+    result = CommandResult(stderr="\n".join(err_chunks), stdout="\n".join(out_chunks), code=code)
+    if code != 0:
+        raise create_command_error(result)
+    return result
+
+
+def shielded_command(root: str | None = None) -> Any:
+    """A ``pulumi.automation.PulumiCommand`` whose CLI processes run in their own process
+    group (see :mod:`cnibench.matrix.procs`): ``LocalWorkspace`` runs every command through
+    ``pulumi_command.run``, which this overrides. The version check of ``PulumiCommand``
+    (``pulumi version``) runs as usual and fails the same way when there is no CLI."""
+    from pulumi.automation import PulumiCommand
+
+    class ShieldedPulumiCommand(PulumiCommand):
+        def run(self, args: list[str], cwd: str, additional_env: Mapping[str, str],
+                on_output: Callable[[str], Any] | None = None,
+                on_error: Callable[[str], Any] | None = None) -> Any:
+            path_dir = os.path.dirname(self.command) if os.path.isabs(self.command) else None
+            return run_cli(self.command, args, cwd, additional_env, on_output, on_error, env_path_dir=path_dir)
+
+    return ShieldedPulumiCommand(root=root)
 
 def short_error(exc: BaseException) -> str:
     """An Automation-API error in a line or two (CommandError texts are long)."""
