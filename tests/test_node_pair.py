@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import subprocess
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -282,6 +283,24 @@ def test_node_and_ssh_outputs(stack_run, stack):
         assert out["name"] == inst.state["privateDns"]
         assert run.outputs["ssh"][role].endswith(f"ubuntu@{public_ip(run, role)}")
     assert "sshPrivateKey" in run.outputs["ssh"]["keyFile"]
+
+
+def test_the_key_file_command_creates_the_file_private_before_writing(stack_run, tmp_path):
+    """The README's key-file line, run by sh with a recording stand-in for ``pulumi stack output``
+    that notes the file's mode when it starts writing: 600 from the start, also over an existing
+    world-readable file, and never chmod-ed afterwards."""
+    line = stack_run("flannel-vxlan").outputs["ssh"]["keyFile"]
+    assert "chmod" not in line
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "pulumi").write_text('#!/bin/sh\nstat -c %a cnibench-flannel-vxlan.key > mode-seen\necho KEY\n')
+    (bindir / "pulumi").chmod(0o755)
+    key = tmp_path / "cnibench-flannel-vxlan.key"
+    key.write_text("old")
+    key.chmod(0o644)
+    subprocess.run(["sh", "-c", line], cwd=tmp_path, env={"PATH": f"{bindir}:/usr/bin:/bin"}, check=True)
+    assert (tmp_path / "mode-seen").read_text().strip() == "600"
+    assert key.stat().st_mode & 0o777 == 0o600 and key.read_text() == "KEY\n"
 
 
 def test_ami_override_and_architecture_checks(program):

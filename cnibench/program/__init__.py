@@ -67,7 +67,9 @@ def _export(cfg: StackConfig, stack: str, nodes: NodePair, cluster: Cluster, cni
     ssh_key_file = f"cnibench-{stack}.key"
     pulumi.export("nodes", nodes.outputs())
     pulumi.export("ssh", {
-        "keyFile": f"pulumi stack output --show-secrets sshPrivateKey > {ssh_key_file} && chmod 600 {ssh_key_file}",
+        # the file is created mode 600 (install replaces an existing one) before the key is written
+        "keyFile": f"install -m 600 /dev/null {ssh_key_file} && "
+                   f"pulumi stack output --show-secrets sshPrivateKey > {ssh_key_file}",
         **nodes.ssh_commands(ssh_key_file),
     })
     pulumi.export("sshPrivateKey", nodes.private_key)

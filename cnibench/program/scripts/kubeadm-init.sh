@@ -16,8 +16,9 @@ set -euo pipefail
 config=/etc/cnibench/kubeadm-init.yaml
 install -d -m 0700 /etc/cnibench
 version="$(kubeadm version -o short)"
+# created 0600 before anything is written into it (it holds the bootstrap token)
+install -m 0600 /dev/null "$config"
 printf '%s\n' "$KUBEADM_CONFIG" | sed "s/@KUBERNETES_VERSION@/${version}/" >"$config"
-chmod 0600 "$config"
 
 if [ -f /etc/kubernetes/admin.conf ]; then
     echo "already initialised; not running kubeadm init again"
