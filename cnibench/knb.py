@@ -6,17 +6,24 @@ Design notes and their sources: docs/knb.md (knb).
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import re
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from cnibench import results
-from cnibench.errors import ParseError
+from cnibench.errors import InputError, ParseError
 from cnibench.results import summarize_node_usage
 
 KNB_DEFAULT_DURATION_S = 10  # knb v1.5.0: BENCHMARK_DURATION="10"
+# A knb report is 1-4 KB (tests/data/knb), its text form with knb's log lines a few KB more;
+# 1 MiB bounds what an import reads and parses, whatever the input.
+MAX_REPORT_BYTES = 1024 * 1024
+MAX_DURATION_S = 86400  # knb passes -d to iperf3 -t, which refuses more (MAX_TIME in iperf3's src/iperf.h)
+MAX_DEPTH = 16  # knb's JSON/YAML nests 5 levels (data.pod2pod.tcp.client.cpu.total)
 KNB_CPU_FIELDS = ("user", "nice", "system", "iowait", "steal")
 
 # Test sections of a knb report: (JSON path, text section, text protocol) -> cnibench test.
@@ -72,7 +79,8 @@ class KnbReport:
 
     @property
     def mtus(self) -> list[int]:
-        return [int(m) for m in (self.mtu or "").split() if m.isdigit()]
+        # an IPv4 MTU is 68..65535 (RFC 791); anything else is not an MTU knb could have read
+        return [int(m) for m in (self.mtu or "").split() if m.isascii() and m.isdigit() and 68 <= int(m) <= 65535]
 
     def test(self, section: str, protocol: str | None = None) -> KnbTest | None:
         return next((t for t in self.tests if t.section == section and t.protocol == protocol), None)
@@ -81,50 +89,86 @@ class KnbReport:
 # --------------------------------------------------------------------------- parsing
 
 
-def _clean(value: Any) -> str | None:
+_MAX_TEXT = 1000  # characters of one text field (a CPU model, a node name); knb's are < 100
+
+
+def _clean(value: Any, where: str = "value") -> str | None:
+    """A text field: a string or a number as knb prints it; a list or a mapping is not one."""
     if value is None:
         return None
+    if isinstance(value, (Mapping, list, tuple, set, bytes)):
+        raise ParseError(f"{where}: expected text, got a {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParseError(f"{where}: {value!r} is not a finite number")
     text = str(value).replace("\r", "").strip()
+    if len(text) > _MAX_TEXT:
+        raise ParseError(f"{where}: {len(text)} characters, more than the {_MAX_TEXT} a knb field has")
     return text or None
 
 
-def _number(value: Any) -> float | None:
+def _number(value: Any, where: str = "value", *, high: float = math.inf) -> float | None:
+    """A figure knb printed: None when it printed none (empty, or not a number at all); a
+    number that is not finite, negative or above ``high`` is refused, naming ``where``."""
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).replace("\r", "").strip()
+    if isinstance(value, (Mapping, list, tuple, set)):
+        raise ParseError(f"{where}: expected a number, got a {type(value).__name__}")
     try:
-        return float(text)
+        number = float(value) if isinstance(value, (int, float)) else float(str(value).replace("\r", "").strip())
+    except OverflowError:
+        number = math.inf
     except ValueError:
         return None
+    if not (math.isfinite(number) and 0 <= number <= high):
+        bound = f"[0, {high:g}]" if math.isfinite(high) else ">= 0"
+        raise ParseError(f"{where}: {value!r} is not a figure knb prints (a finite number {bound})")
+    return number
 
 
-def _usage_from_mapping(node: Any) -> KnbNodeUsage:
+def _usage_from_mapping(node: Any, where: str) -> KnbNodeUsage:
     if not isinstance(node, Mapping):
         return KnbNodeUsage()
     raw_cpu = node.get("cpu")
     cpu: Mapping[str, Any] = raw_cpu if isinstance(raw_cpu, Mapping) else {}
-    parts = {k: _number(cpu.get(k)) for k in KNB_CPU_FIELDS}
-    total = _number(cpu.get("total"))
+    parts = {k: _number(cpu.get(k), f"{where}.cpu.{k}", high=100) for k in KNB_CPU_FIELDS}
+    total = _number(cpu.get("total"), f"{where}.cpu.total", high=100)
     if all(v is None for v in parts.values()):
         # knb prints "total" with printf "%.2f" of an empty line: 0.00 when the monitor had no samples
         total = None
-    return KnbNodeUsage(cpu_total=total, cpu=parts, ram_mb=_number(node.get("ram")))
+    return KnbNodeUsage(cpu_total=total, cpu=parts, ram_mb=_number(node.get("ram"), f"{where}.ram"))
+
+
+def _depth_at_most(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests at most ``limit`` containers deep (iterative: any input)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (Mapping, list)):
+            if depth > limit:
+                return False
+            stack.extend((x, depth + 1) for x in (v.values() if isinstance(v, Mapping) else v))
+    return True
 
 
 def _from_mapping(doc: Any, fmt: str) -> KnbReport:
+    if not _depth_at_most(doc, MAX_DEPTH):
+        raise ParseError(f"knb {fmt}: nested deeper than {MAX_DEPTH} levels (a knb report has 5)")
     if not isinstance(doc, Mapping) or not isinstance(doc.get("data"), Mapping):
         raise ParseError(f"knb {fmt}: no 'data' section (is this a knb report?)")
-    meta = {str(k): _clean(v) or "" for k, v in (doc.get("metadata") or {}).items()}
+    raw_meta = doc.get("metadata")
+    if raw_meta is not None and not isinstance(raw_meta, Mapping):
+        raise ParseError(f"knb {fmt}: metadata: expected a mapping, got a {type(raw_meta).__name__}")
+    meta = {str(k): _clean(v, f"knb {fmt}: metadata.{k}") or "" for k, v in (raw_meta or {}).items()}
     if meta.get("generator") not in (None, "", "knb"):
         raise ParseError(f"knb {fmt}: generator is {meta['generator']!r}, not knb")
     data = doc["data"]
     tests: list[KnbTest] = []
+    where = f"knb {fmt}: data"
     if isinstance(data.get("idle"), Mapping):
         idle = data["idle"]
-        tests.append(KnbTest("idle", None, _number(idle.get("bandwidth")),
-                             _usage_from_mapping(idle.get("client")), _usage_from_mapping(idle.get("server"))))
+        tests.append(KnbTest("idle", None, _number(idle.get("bandwidth"), f"{where}.idle.bandwidth"),
+                             _usage_from_mapping(idle.get("client"), f"{where}.idle.client"),
+                             _usage_from_mapping(idle.get("server"), f"{where}.idle.server")))
     for section in ("pod2pod", "pod2svc"):
         group = data.get(section)
         if not isinstance(group, Mapping):
@@ -132,15 +176,17 @@ def _from_mapping(doc: Any, fmt: str) -> KnbReport:
         for proto in ("tcp", "udp"):
             t = group.get(proto)
             if isinstance(t, Mapping):
-                tests.append(KnbTest(section, proto, _number(t.get("bandwidth")),
-                                     _usage_from_mapping(t.get("client")), _usage_from_mapping(t.get("server"))))
+                at = f"{where}.{section}.{proto}"
+                tests.append(KnbTest(section, proto, _number(t.get("bandwidth"), f"{at}.bandwidth"),
+                                     _usage_from_mapping(t.get("client"), f"{at}.client"),
+                                     _usage_from_mapping(t.get("server"), f"{at}.server")))
     return KnbReport(
         format=fmt,
         metadata=meta,
-        cpu_model=_clean(data.get("cpu")),
-        kernel=_clean(data.get("kernel")),
-        k8s_version=_clean(data.get("k8s-version")),
-        mtu=_clean(data.get("mtu")),
+        cpu_model=_clean(data.get("cpu"), f"{where}.cpu"),
+        kernel=_clean(data.get("kernel"), f"{where}.kernel"),
+        k8s_version=_clean(data.get("k8s-version"), f"{where}.k8s-version"),
+        mtu=_clean(data.get("mtu"), f"{where}.mtu"),
         tests=tuple(tests),
     )
 
@@ -153,12 +199,34 @@ def parse_knb_json(text: str | bytes) -> KnbReport:
     """Parse the output of ``knb -o json``, as knb writes it (see the module docstring)."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
+    _check_size(text)
     repaired = _EMPTY_JSON_VALUE.sub(r"\1 null", text)
     try:
         doc = json.loads(repaired, strict=False)  # strict=False: knb leaves \r inside strings
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"knb json: not a knb JSON report ({exc})") from exc
+    except RecursionError:
+        raise ParseError(f"knb json: nested deeper than {MAX_DEPTH} levels (a knb report has 5)") from None
+    except ValueError as exc:  # JSONDecodeError; an integer of more than 4300 digits
+        raise ParseError(f"knb json: not a knb JSON report ({exc})") from None
     return _from_mapping(doc, "json")
+
+
+@functools.cache
+def _yaml_loader() -> type:
+    """PyYAML's SafeLoader without anchors and aliases: knb's YAML (a printf template in the knb
+    script, e.g. tests/data/knb/lab-run1.yaml) has none, and aliases are what makes a 2 KB
+    document expand to gigabytes (each alias of a list of aliases multiplies the size)."""
+    import yaml
+
+    class KnbYamlLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                raise ParseError(f"knb yaml: line {line}: anchors and aliases (&, *) are refused: "
+                                 "knb writes none")
+            return super().compose_node(parent, index)
+
+    return KnbYamlLoader
 
 
 def parse_knb_yaml(text: str | bytes) -> KnbReport:
@@ -167,11 +235,23 @@ def parse_knb_yaml(text: str | bytes) -> KnbReport:
 
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
+    _check_size(text)
     try:
-        doc = yaml.safe_load(text.replace("\r", ""))
-    except yaml.YAMLError as exc:
-        raise ParseError(f"knb yaml: not a knb YAML report ({exc})") from exc
+        doc = yaml.load(text.replace("\r", ""), Loader=_yaml_loader())
+    except ParseError:
+        raise
+    except RecursionError:
+        raise ParseError(f"knb yaml: nested deeper than {MAX_DEPTH} levels (a knb report has 5)") from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        # ValueError/OverflowError: a date or a number SafeLoader cannot build (2024-13-45, 1e999999)
+        raise ParseError(f"knb yaml: not a knb YAML report ({exc})") from None
     return _from_mapping(doc, "yaml")
+
+
+def _check_size(text: str) -> None:
+    if len(text) > MAX_REPORT_BYTES:
+        raise ParseError(f"knb: {len(text)} characters, more than the {MAX_REPORT_BYTES} an import reads "
+                         "(a knb report has a few thousand)")
 
 
 _TEXT_HEADER = re.compile(r"^ (Name|Date|Generator|Version|Server|Client|UDP Socket size)\s*:\s?(.*)$")
@@ -191,6 +271,7 @@ def parse_knb_text(text: str | bytes) -> KnbReport:
     """Parse the default report of knb (``-o text``), including lines knb logs around it."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
+    _check_size(text)
     if "Benchmark Results" not in text:
         raise ParseError("knb text: no 'Benchmark Results' banner (is this a knb text report?)")
     meta: dict[str, str] = {}
@@ -198,14 +279,14 @@ def parse_knb_text(text: str | bytes) -> KnbReport:
     tests: dict[tuple[str, str | None], dict[str, Any]] = {}
     group: str | None = None
     current: dict[str, Any] | None = None
-    for raw in text.splitlines():
+    for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.replace("\r", "").rstrip()
         if m := _TEXT_HEADER.match(line):
-            meta[_HEADER_KEYS[m.group(1)]] = m.group(2).strip()
+            meta[_HEADER_KEYS[m.group(1)]] = _clean(m.group(2), f"knb text: line {lineno}: {m.group(1)}") or ""
             if m.group(1) == "Date" and meta["date"].endswith(" UTC"):
                 meta["date"] = meta["date"][: -len(" UTC")]
         elif m := _TEXT_DISCOVERED.match(line):
-            discovered[m.group(1)] = _clean(m.group(2))
+            discovered[m.group(1)] = _clean(m.group(2), f"knb text: line {lineno}: Discovered {m.group(1)}")
         elif m := _TEXT_GROUP.match(line):
             group = _TEXT_GROUPS[m.group(1)]
             current = tests.setdefault((group, None), {}) if group == "idle" else None
@@ -214,16 +295,16 @@ def parse_knb_text(text: str | bytes) -> KnbReport:
         elif current is None:
             continue
         elif m := _TEXT_BANDWIDTH.match(line):
-            current["bandwidth"] = _number(m.group(1))
+            current["bandwidth"] = _number(m.group(1), f"knb text: line {lineno}: bandwidth")
         elif m := _TEXT_CPU.match(line):
-            body = m.group(2)
+            body, at = m.group(2), f"knb text: line {lineno}: {m.group(1)} cpu"
             total = _TEXT_CPU_TOTAL.search(body)
             current[f"{m.group(1)}_cpu"] = (
-                float(total.group(1)) if total else None,
-                {k: float(v) for k, v in _TEXT_CPU_PART.findall(body)},
+                _number(total.group(1), f"{at} total", high=100) if total else None,
+                {k: _number(v, f"{at} {k}", high=100) for k, v in _TEXT_CPU_PART.findall(body)},
             )
         elif m := _TEXT_RAM.match(line):
-            current[f"{m.group(1)}_ram"] = _number(m.group(2))
+            current[f"{m.group(1)}_ram"] = _number(m.group(2), f"knb text: line {lineno}: {m.group(1)} ram")
     if not tests:
         raise ParseError("knb text: no test section (Idle, Pod to pod, Pod to Service) in the report")
 
@@ -250,6 +331,7 @@ def parse_knb(text: str | bytes) -> KnbReport:
     """Parse any knb report (``-o json``, ``-o yaml`` or the default text), detecting the format."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
+    _check_size(text)
     head = text.lstrip()
     if head.startswith("{"):
         return parse_knb_json(text)
@@ -304,6 +386,9 @@ def to_document(
     reference (knb measures none), so efficiencies stay null. ``duration_s`` is the ``-d`` the
     run used: it is not in the report, knb's default (10 s) is assumed and said so otherwise.
     """
+    if duration_s is not None and not (math.isfinite(duration_s) and 0 < duration_s <= MAX_DURATION_S):
+        raise InputError(f"duration {duration_s!r}: the seconds per test of the knb run (its -d), "
+                         f"a number in (0, {MAX_DURATION_S}]")
     name = subject or report.name
     mtus = report.mtus
     environment = {

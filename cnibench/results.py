@@ -16,12 +16,14 @@ import math
 import os
 import platform
 import socket
+import stat
 import statistics
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
 from cnibench import stats as _stats
+from cnibench.errors import InputError
 
 SCHEMA_VERSION = "2.0"
 SCHEMA_MAJORS = (1, 2)
@@ -327,10 +329,128 @@ def write_json(doc: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def load(path: str | Path) -> dict[str, Any]:
-    doc = json.loads(Path(path).read_text())
-    validate(doc)
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024  # a lab run of every datapath at 100 repetitions is ~10 MB
+
+
+class DocumentError(InputError):
+    """A result document that cannot be read: not a regular file, too large, not JSON, a
+    non-finite number, or not following its schema. The message names the file and the place."""
+
+    def __init__(self, path: str | Path, problem: str, where: str | None = None) -> None:
+        self.path, self.where, self.problem = Path(path), where, problem
+        super().__init__(f"{path}: {f'at {where}: ' if where else ''}{problem}")
+
+
+def read_regular_file(path: str | Path, *, max_bytes: int, what: str = "file") -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``max_bytes``, else :class:`InputError`
+    (never blocks: a FIFO or a device named ``*.json`` is refused, not read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open the {what}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{path}: not a regular file (a {_file_type(st.st_mode)}); the {what} must be one")
+        if st.st_size > max_bytes:
+            raise InputError(f"{path}: {st.st_size} bytes, larger than the {max_bytes} a {what} may have")
+        try:
+            data = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise InputError(f"{path}: larger than the {max_bytes} bytes a {what} may have")
+    return data
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def json_path(parts: Iterable[str | int]) -> str:
+    """``subjects/0/tests/1/stats/median``: the place in a document, as schema errors name it."""
+    return "/".join(str(p) for p in parts) or "(top)"
+
+
+def first_non_finite(value: Any) -> tuple[list[str | int], float] | None:
+    """The path and value of the first NaN or infinite number in a parsed JSON value (iterative:
+    any nesting depth), or None. JSON has no NaN or Infinity; Python's json module reads them."""
+    stack: list[tuple[list[str | int], Any]] = [([], value)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return where, v
+        if isinstance(v, dict):
+            stack.extend((where + [k], x) for k, x in reversed(list(v.items())))
+        elif isinstance(v, list):
+            stack.extend((where + [i], x) for i, x in reversed(list(enumerate(v))))
+    return None
+
+
+def parse_document(data: bytes | str, path: str | Path = "<document>", *, check_schema: bool = True) -> dict[str, Any]:
+    """Parse and check one result document: JSON, finite numbers only, an object, and (with
+    ``check_schema``) the schema of its ``schema_version``. Errors: :class:`DocumentError`."""
+    import jsonschema
+
+    try:
+        doc = json.loads(data)
+    except RecursionError:
+        raise DocumentError(path, "not a result document: JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
+        raise DocumentError(path, f"not JSON ({exc})") from None
+    bad = first_non_finite(doc)
+    if bad is not None:
+        raise DocumentError(path, f"{bad[1]!r} is not a finite number (a result document holds no NaN or "
+                                  "Infinity)", json_path(bad[0]))
+    if not isinstance(doc, dict) or "schema_version" not in doc:
+        raise DocumentError(path, "not a cnibench result document (no schema_version)")
+    if check_schema:
+        try:
+            validate(doc)
+        except jsonschema.ValidationError as exc:
+            raise DocumentError(path, f"does not follow result schema v{schema_major(doc)}: {exc.message}",
+                                json_path(exc.absolute_path)) from None
+        except RecursionError:
+            raise DocumentError(path, "not a result document: nested too deeply") from None
     return doc
+
+
+def read_document(path: str | Path) -> dict[str, Any]:
+    """Read and check one result document file (:func:`parse_document`); only a regular file of
+    at most :data:`MAX_DOCUMENT_BYTES` is read. Errors: :class:`DocumentError`."""
+    try:
+        data = read_regular_file(path, max_bytes=MAX_DOCUMENT_BYTES, what="result document")
+    except DocumentError:
+        raise
+    except InputError as exc:
+        raise DocumentError(path, str(exc).removeprefix(f"{path}: ")) from None
+    return parse_document(data, path)
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """:func:`read_document` (kept for callers that load one known document)."""
+    return read_document(path)
+
+
+def failures(doc: dict[str, Any]) -> list[str]:
+    """What failed in a finished document, one entry per failed subject (``host-gw: set-up
+    failed ...``) or per subject's failed measurements (``vxlan: tcp, udp`` or ``vxlan: every
+    test``). Empty when nothing failed: ``invalid`` (a validity gate refused the figure, a busy
+    machine) and ``skipped`` are verdicts on a measurement, not failures of the work."""
+    out = []
+    for subject in doc.get("subjects", []):
+        if subject.get("status") == "error":
+            out.append(f"{subject['name']}: {subject.get('error') or 'failed'}")
+            continue
+        tests = [t for t in subject.get("tests", []) if t.get("status") != "skipped"]
+        failed = [t["name"] for t in tests if t.get("status") == "error"]
+        if failed:
+            out.append(f"{subject['name']}: {'every test' if len(failed) == len(tests) > 1 else ', '.join(failed)}")
+    return out
 
 
 def summarize_node_usage(doc: dict[str, Any]) -> dict[str, Any]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
+import tempfile
+from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from cnibench.errors import CnibenchError
+from cnibench.errors import CnibenchError, InputError
 
 # Wide enough for the tables when piped into a file or a design document.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -35,4 +38,93 @@ def fail(err: CnibenchError, out: Console, heading: str = "") -> typer.Exit:
     return typer.Exit(int(err.exit_code))
 
 
-__all__ = ["console", "err_console", "fail"]
+def _nearest_existing(path: Path) -> Path:
+    p = path.absolute()
+    while not os.path.lexists(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_output_dir(path: Path, flag: str) -> None:
+    """Refuse, before any work, a directory a command could not write into: an existing file, a
+    parent that is a file, or a place where nothing can be created (read-only, no permission).
+    Leaves nothing behind: the probe (a temporary file or directory) is removed again."""
+    if os.path.lexists(path) and not path.is_dir():
+        raise InputError(f"{flag} {path}: exists and is not a directory; give a directory (it is created if missing)")
+    base = path if path.is_dir() else _nearest_existing(path)
+    if not base.is_dir():
+        raise InputError(f"{flag} {path}: {base} is not a directory, so {path} cannot be created")
+    try:
+        if base == path:
+            fd, probe = tempfile.mkstemp(dir=base, prefix=".cnibench-probe-")
+            os.close(fd)
+            os.unlink(probe)
+        else:
+            os.rmdir(tempfile.mkdtemp(dir=base, prefix=".cnibench-probe-"))
+    except OSError as exc:
+        where = "cannot write into it" if base == path else f"cannot create it in {base}"
+        raise InputError(f"{flag} {path}: {where}: {exc.strerror or exc}") from None
+
+
+def _stat(path: Path, flag: str) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:  # absent, or a dangling symbolic link (replaced like an absent file)
+        return None
+    except OSError as exc:
+        raise InputError(f"{flag} {path}: {exc.strerror or exc}") from None
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """Refuse, before any work, a file a command could not write: a directory, a missing parent
+    directory, or a directory where no file can be created. Leaves nothing behind."""
+    st = _stat(path, flag)
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{flag} {path}: is a directory; give a file name (e.g. {path / 'result.json'})")
+    if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+        raise InputError(f"{flag} {path}: exists and is neither a regular file nor a device or pipe")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise InputError(f"{flag} {path}: the directory {parent} does not exist")
+    if st is not None and not stat.S_ISREG(st.st_mode):  # /dev/stdout, a pipe: written in place
+        if not os.access(path, os.W_OK):
+            raise InputError(f"{flag} {path}: not writable")
+        return
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"{flag} {path}: cannot create a file in {parent}: {exc.strerror or exc}") from None
+
+
+def write_output_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file in the same directory,
+    renamed over it); a file that exists keeps its permissions, a new one gets the umask's.
+    A character device or pipe (``/dev/stdout``) is written in place. Raises OSError."""
+    st = _stat(path, "output")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        with open(path, "w") as fh:
+            fh.write(text)
+        return
+    if st is not None:
+        mode = stat.S_IMODE(st.st_mode)
+    else:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(dir=path.absolute().parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+__all__ = ["check_output_dir", "check_output_file", "console", "err_console", "fail", "write_output_file"]

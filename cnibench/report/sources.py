@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from cnibench import results
+
 THROUGHPUT_KINDS = ("tcp", "udp")
 PERCENTILES = ("p50", "p90", "p99", "p99.9")
 ORIGIN_ORDER = {"cloud": 0, "lab": 1, "knb": 2}
@@ -87,3 +89,23 @@ def subject_labels(sources: Sequence[Source]) -> dict[tuple[str, str], str]:
 
 
 # --------------------------------------------------------------------------- loading
+
+
+def find_results(directory: str | Path, exclude: str | Path | None = None) -> tuple[list[Source], list[tuple[Path, str]]]:
+    """Every result document under ``directory`` (``*.json``, recursively), read once and
+    checked (:func:`cnibench.results.read_document`: regular files only, finite numbers, its
+    schema), and the files skipped with the reason (``matrix.json``, a FIFO, NaN, broken JSON...).
+    ``exclude`` (the report's own directory) is not searched."""
+    found: list[Source] = []
+    skipped: list[tuple[Path, str]] = []
+    ex = Path(exclude).resolve() if exclude else None
+    for path in sorted(Path(directory).rglob("*.json")):
+        if ex and (path.resolve() == ex or ex in path.resolve().parents):
+            continue
+        try:
+            doc = results.read_document(path)
+        except results.DocumentError as exc:
+            skipped.append((path, f"at {exc.where}: {exc.problem}" if exc.where else exc.problem))
+            continue
+        found.append(Source(doc, path))
+    return found, skipped
