@@ -63,8 +63,16 @@ MAX_TAGS_PER_RESOURCE = 50
 MAX_TAG_KEY_CHARS = 128
 MAX_TAG_VALUE_CHARS = 256
 RESERVED_TAG_PREFIX = "aws:"
+# The same page: "the allowed characters across all AWS services are: letters (a-z, A-Z), numbers
+# (0-9), and spaces representable in UTF-8, and the following characters: + - = . _ : / @" (EC2
+# itself allows any character, but the provider puts these tags on the IAM role and instance
+# profile too, and IAM refuses others mid-deployment).
+_TAG_TEXT = re.compile(r"[\w +\-=.:/@]*")
+# Amazon VPC quotas, "Routes per route table (non-propagated routes)": 50 by default, adjustable
+# up to 1,000.
+MAX_ROUTE_TABLE_QUOTA = 1000
 
-_K8S_MINOR = re.compile(r"^1\.(\d+)$")
+_K8S_MINOR = re.compile(r"1\.([0-9]+)")  # ASCII digits only
 # The Kubernetes minors with a package repository on pkgs.k8s.io (one repository per minor,
 # https://pkgs.k8s.io/core:/stable:/v1.<minor>/deb/; node-prereqs.sh installs kubeadm, kubelet and
 # kubectl from it), in one place:
@@ -280,14 +288,14 @@ def _check_place(cfg: StackConfig, problems: list[str]) -> None:
             f"{', '.join(sorted(AWS_REGIONS))}"
         )
     zone = cfg.availability_zone
-    if zone and not (zone.startswith(cfg.region) and _ZONE_LETTER.match(zone[len(cfg.region):])):
+    if zone and not (zone.startswith(cfg.region) and _ZONE_LETTER.fullmatch(zone[len(cfg.region):])):
         problems.append(
             f"{key_of('availability_zone')}: {zone!r} is not a zone of region {cfg.region!r}: a zone is the "
             f"region followed by one letter (e.g. {cfg.region}a), or empty for {cfg.region}a"
         )
     for name in ("instance_type", "control_plane_instance_type"):
         value = getattr(cfg, name)
-        if not _INSTANCE_TYPE.match(value):
+        if not _INSTANCE_TYPE.fullmatch(value):
             shown = repr(value) if value else "(empty)"
             problems.append(
                 f"{key_of(name)}: {shown} is not an EC2 instance type name; expected <family>.<size>, "
@@ -295,7 +303,7 @@ def _check_place(cfg: StackConfig, problems: list[str]) -> None:
             )
     for name, example in (("ami_id", "ami-0123456789abcdef0"), ("vpc_id", "vpc-0123456789abcdef0")):
         value = getattr(cfg, name)
-        if value and not _EC2_ID[name].match(value):
+        if value and not _EC2_ID[name].fullmatch(value):
             prefix = example.split("-")[0]
             problems.append(
                 f"{key_of(name)}: {value!r} is not an EC2 {prefix} id: {prefix}- followed by 8 or 17 lowercase "
@@ -396,7 +404,9 @@ def _check_benchmark(cfg: StackConfig, problems: list[str]) -> None:
                             ("benchmark_repeat", MAX_BENCHMARK_REPEAT, "repetitions"),
                             ("benchmark_streams", MAX_BENCHMARK_STREAMS, "streams (iperf3's MAX_STREAMS)"),
                             ("benchmark_timeout", MAX_BENCHMARK_TIMEOUT_S, "seconds (one week)"),
-                            ("expiry_hours", MAX_EXPIRY_HOURS, "hours (30 days; the expiry tag marks leftovers)")):
+                            ("expiry_hours", MAX_EXPIRY_HOURS, "hours (30 days; the expiry tag marks leftovers)"),
+                            ("route_table_quota", MAX_ROUTE_TABLE_QUOTA,
+                             "routes (the most AWS grants per route table)")):
         value = getattr(cfg, name)
         if value > high:
             problems.append(f"{key_of(name)}: {value} is too large; valid: 1..{high} {why}")
@@ -443,11 +453,22 @@ def _check_tags(cfg: StackConfig, problems: list[str]) -> None:
                     f"{key}: {tag!r}: a tag {part} starting with {text[:4]!r} is reserved for AWS "
                     f"(the prefix {RESERVED_TAG_PREFIX} in any case); choose another {part}"
                 )
+        for part, text in (("key", name), ("value", value)):
+            if not _TAG_TEXT.fullmatch(text):
+                bad = sorted({c for c in text if not _TAG_TEXT.fullmatch(c)})
+                problems.append(
+                    f"{key}: {tag!r}: the tag {part} holds {''.join(bad)!r}; AWS tags (IAM's included) allow letters, "
+                    "digits, spaces and + - = . _ : / @ only"
+                )
+        if name in tags.PROJECT_TAG_KEYS:
+            problems.append(
+                f"{key}: {tag!r}: cnibench sets the tag {name!r} itself (its value would be replaced); "
+                f"choose a key other than {', '.join(tags.PROJECT_TAG_KEYS)}"
+            )
         if name in seen:
             first = next(t for t in cfg.extra_tags if t.partition("=")[0] == name)
             problems.append(f"{key}: {first!r} and {tag!r} give the tag key {name!r} twice; each key takes one value")
         seen.add(name)
-    # a key cnibench sets itself is overridden (ours win, cnibench/tags.py stack_tags): no extra tag
     extra = seen - set(tags.PROJECT_TAG_KEYS)
     room = MAX_TAGS_PER_RESOURCE - tags.MAX_PROJECT_TAGS_PER_RESOURCE
     if len(extra) > room:
@@ -494,7 +515,7 @@ def _check(cfg: StackConfig) -> list[str]:
 def kubernetes_minor(version: str) -> int | None:
     """``"1.33"`` -> 33; None for anything that is not a minor with a pkgs.k8s.io repository
     (:data:`KUBERNETES_MINORS`)."""
-    m = _K8S_MINOR.match(version.strip())
+    m = _K8S_MINOR.fullmatch(version.strip())
     if not m or int(m.group(1)) not in KUBERNETES_MINORS:
         return None
     return int(m.group(1))
@@ -545,8 +566,9 @@ def parse_config(raw: Mapping[str, Any]) -> StackConfig:
         if info is not None and _type_name(info.annotation) == "a list" and isinstance(value, str):
             try:
                 value = json.loads(value)
-            except json.JSONDecodeError:
-                problems.append(f"{NAMESPACE}:{key}: {value!r} is not a JSON list, e.g. [30, 50, 70]")
+            except (json.JSONDecodeError, RecursionError):
+                shown = value if len(value) <= 80 else value[:77] + "..."
+                problems.append(f"{NAMESPACE}:{key}: {shown!r} is not a JSON list, e.g. [30, 50, 70]")
                 continue
         data[key] = value
     try:

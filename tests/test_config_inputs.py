@@ -101,7 +101,6 @@ def test_static_refusals_name_key_value_and_what_is_valid(raw, key, valid):
     {"serviceCidr": "10.96.0.0/12"}, {"podCidr": "100.64.0.0/16"}, {"expiryHours": 720},
     {"amiId": "ami-0123abcd"}, {"amiId": "ami-0123456789abcdef0"}, {"vpcId": "vpc-0123abcd"},
     {"extraTags": [f"k{i}=v" for i in range(44)]}, {"extraTags": ["team=" + "v" * 256, "k" * 128 + "="]},
-    {"extraTags": ["cnibench:stack=spoofed"]},  # overridden by ours (tests/test_node_pair.py), not an extra tag
 ])
 def test_valid_edges_are_accepted(raw):
     parse_config({**GOOD, **raw})
@@ -253,3 +252,27 @@ def test_network_helper_names_the_key_when_called_directly():
 
     with pytest.raises(ConfigError, match="cnibench:vpcCidr"):
         network._node_subnets("10.20.0.0/28", 1)
+
+
+@pytest.mark.parametrize("overrides,key,needles", [
+    ({"vpcId": "vpc-0123456789abcdef0\n"}, "vpcId", ["not an EC2 vpc id"]),
+    ({"amiId": "ami-0123456789abcdef0 "}, "amiId", ["not an EC2 ami id"]),
+    ({"kubernetesVersion": "1.\uff13\uff13"}, "kubernetesVersion", ["1.24 to 1.37"]),
+    ({"routeTableQuota": 1000000}, "routeTableQuota", ["1..1000"]),
+    ({"extraTags": ["a#b=c"]}, "extraTags", ["'#'", "+ - = . _ : / @"]),
+    ({"extraTags": ["team=net;drop"]}, "extraTags", ["';'", "value"]),
+    ({"extraTags": ["cnibench:stack=other"]}, "extraTags", ["cnibench sets the tag 'cnibench:stack' itself"]),
+    ({"benchmarkLoadLevels": "[" * 5000 + "]" * 5000}, "benchmarkLoadLevels", ["is not a JSON list"]),
+])
+def test_attack_rows_are_refused_with_the_key(overrides, key, needles):
+    with pytest.raises(ConfigError) as err:
+        parse_config({**GOOD, **overrides})
+    (msg,) = [p for p in err.value.problems if p.startswith(f"cnibench:{key}:")]
+    for needle in needles:
+        assert needle in msg, (needle, msg)
+
+
+def test_a_plan_over_the_timeout_names_the_load_levels():
+    cfg = parse_config({**GOOD, "benchmarkLoadLevels": list(range(1, 101))})
+    (msg,) = preflight.plan_problems(cfg)
+    assert "cnibench:benchmarkLoadLevels level: 100" in msg

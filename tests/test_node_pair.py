@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from cnibench.config import ConfigError
 from cnibench.program.nodes import address_plan, iam_roles
 from cnibench.tags import EXPIRES_TAG, REQUIRED_TAGS, ROLE_TAG, STACK_TAG, VARIANT_TAG
 from cnibench.variants import CATALOG
@@ -241,10 +242,14 @@ def test_every_aws_resource_is_tagged(stack_run, stack):
 
 
 def test_extra_tags_are_added(program):
-    run = program("flannel-vxlan", {"extraTags": ["team=netperf", "cnibench:stack=spoofed"]})
+    run = program("flannel-vxlan", {"extraTags": ["team=netperf", "cost-center=net/42"]})
     for inst in run.of_type(INSTANCE):
         assert inst.inputs["tags"]["team"] == "netperf"
-        assert inst.inputs["tags"][STACK_TAG] == "flannel-vxlan"  # ours win
+        assert inst.inputs["tags"]["cost-center"] == "net/42"
+        assert inst.inputs["tags"][STACK_TAG] == "flannel-vxlan"
+    # a key cnibench sets itself is refused, not silently replaced
+    with pytest.raises(ConfigError, match="cnibench sets the tag 'cnibench:stack' itself"):
+        program("flannel-vxlan", {"extraTags": ["cnibench:stack=spoofed"]})
 
 
 def test_ssh_key_is_a_secret_and_only_the_public_half_reaches_aws(stack_run):

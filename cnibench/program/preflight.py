@@ -39,7 +39,9 @@ def plan_problems(cfg: StackConfig) -> list[str]:
         f"(host and {cfg.variant}) x {key_of('benchmark_repeat')}={cfg.benchmark_repeat} repetitions, each "
         f"{key_of('benchmark_duration')}={cfg.benchmark_duration}s (+ calibrations) measure at least {least}s; "
         f"valid: {key_of('benchmark_timeout')} >= {least} (with per-step margins up to {plan.max_runtime_s()}s), "
-        f"or fewer repetitions or shorter tests"
+        f"or fewer repetitions or shorter tests (the suite's tests include one per {key_of('benchmark_load_levels')} "
+        f"level: {len(cfg.benchmark_load_levels)}, and one per {key_of('benchmark_response_sizes')} size: "
+        f"{len(cfg.benchmark_response_sizes)})"
     ]
 
 
