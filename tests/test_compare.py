@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from cnibench import parsers, results
 from cnibench.cli import app
-from cnibench.report import charts, comparison, sources
+from cnibench.report import comparison, sources
 from cnibench.suite import records
 
 DATA = Path(__file__).parent / "data"
@@ -81,28 +81,32 @@ def test_recorded_cloud_and_knb_side_by_side(tmp_path):
     veth = sources.Source(knb_doc("lab-run1.json", "lab veth (knb)"))
     vxlan = sources.Source(knb_doc("lab-run2-vxlan.txt", "lab vxlan (knb)"))
     out = comparison.write_report([cloud, veth, vxlan], tmp_path / "report")
+    comp = out["comparison"]
+    assert [g.origin for g in comp.groups] == ["cloud", "knb", "knb"]  # each knb import is its own environment
 
     rows = read_csv(out["csv"])
-    by = {(r["origin"], r["subject"], r["test"]): r for r in rows}
+    by = {(r["origin"], r["subject"], r["metric"]): r for r in rows}
     variant_tcp = by[("cloud", "cilium-native", "tcp")]
-    assert variant_tcp["environment"].startswith("c6i.8xlarge us-east-1, Linux 6.8.0-1015-aws")
+    assert variant_tcp["instance_type"] == "c6i.8xlarge" and variant_tcp["kernel"] == "6.8.0-1015-aws"
     host = parsers.parse_iperf3((DATA / "iperf3-tcp.json").read_text()).gbit_per_second
     two = parsers.parse_iperf3((DATA / "iperf3-tcp-2streams.json").read_text()).gbit_per_second
-    assert float(variant_tcp["median"]) == pytest.approx(two)
-    assert float(variant_tcp["efficiency_vs_reference"]) == pytest.approx(two / host)
+    assert float(variant_tcp["value"]) == pytest.approx(two, abs=5e-4)  # rounded to iperf3's 1 Mbit/s
+    assert float(variant_tcp["vs_host"]) == pytest.approx(two / host, abs=5e-4)
     knb_tcp = by[("knb", "lab veth (knb)", "tcp")]
-    assert knb_tcp["efficiency_vs_reference"] == "" and knb_tcp["reference"] == "none in this run"
-    assert float(knb_tcp["median"]) > 1  # Gbit/s, converted from knb's Mbit/s
-    assert by[("knb", "lab vxlan (knb)", "tcp")]["environment"].startswith("knb")
+    assert knb_tcp["vs_host"] == "" and knb_tcp["rank"] == ""  # no host in knb, nothing to rank against
+    assert float(knb_tcp["value"]) > 1  # Gbit/s, converted from knb's Mbit/s
+    assert by[("knb", "lab vxlan (knb)", "tcp")]["group"] != knb_tcp["group"]
 
     md = out["markdown"].read_text()
-    assert "## Throughput" in md and "## Latency" in md
-    assert "| knb |" in md and "| cloud |" in md and f"{two / host:.2f}x" in md
-    assert set(out["charts"]) == {"throughput", "latency", "cpu"}
-    for png in out["charts"].values():
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert md.index("## Summary") < md.index("## Sources") < md.index("### TCP throughput")
+    assert f"{two / host:.2f}×" in md
+    charts = out["charts"]
+    assert set(charts) == {g.id for g in comp.groups}
+    for per in charts.values():
+        for png in per.values():
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     copies = sorted(p.name for p in (tmp_path / "report" / "results").iterdir())
-    assert copies == sorted(f"{s.key}.json" for s in (cloud, veth, vxlan))
+    assert copies == sorted(f"{s.id}.json" for s in comp.sources)
     for p in (tmp_path / "report" / "results").iterdir():
         results.load(p)
 
@@ -118,14 +122,15 @@ def test_latency_points_are_medians_of_the_repetitions_percentiles():
     test["samples"] = [1.0, 3.0, 2.0]
     test["stats"] = results.summarize(test["samples"])
     # a v1 test in ms is converted: the chart axis is µs
-    assert charts.latency_points(test) == {"p50": pytest.approx(300.0), "p99": 2000.0}
-    assert charts._load_and_size(test) == (350, 50.0)
+    assert comparison.latency_points(test) == {"p50": pytest.approx(300.0), "p99": 2000.0}
+    assert comparison.load_and_size(test) == (350, 50.0)
 
 
 def test_same_run_twice_keeps_both(tmp_path):
     doc = recorded_doc()
     out = comparison.write_report([sources.Source(doc), sources.Source(doc)], tmp_path)
     assert len(out["results"]) == 2 and len({p.name for p in out["results"]}) == 2
+    assert [p.name for p in out["results"]] == ["cloud-rec-1.json", "cloud-rec-1-2.json"]
 
 
 def test_report_command_finds_results_and_skips_others(tmp_path):
@@ -137,7 +142,7 @@ def test_report_command_finds_results_and_skips_others(tmp_path):
     assert res.exit_code == 0, res.output
     out = tmp_path / "report"
     assert {r["origin"] for r in read_csv(out / "comparison.csv")} == {"cloud", "knb"}
-    assert (out / "throughput.png").is_file()
+    assert list((out / "charts").rglob("*.png"))
     assert "matrix.json" in res.output and "broken.json" in res.output
     first = len(read_csv(out / "comparison.csv"))
     # a second run does not read its own copies in DIR/report/results
@@ -151,7 +156,7 @@ def test_report_command_with_nothing_to_compare(tmp_path):
     (tmp_path / "x.json").write_text("[]")
     res = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2
-    assert "no result documents" in res.output
+    assert "no result documents" in res.output and res.stdout == ""
 
 
 @pytest.mark.lab
@@ -168,12 +173,11 @@ def test_report_from_a_real_lab_run_and_imported_knb(tmp_path):
     res = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "report")])
     assert res.exit_code == 0, res.output
     rows = read_csv(tmp_path / "report" / "comparison.csv")
-    lab_tcp = next(r for r in rows if r["origin"] == "lab" and r["subject"] == "vxlan" and r["test"] == "tcp")
+    lab_tcp = next(r for r in rows if r["origin"] == "lab" and r["subject"] == "vxlan" and r["metric"] == "tcp")
     assert lab_tcp["status"] == "ok", lab_tcp
-    assert float(lab_tcp["median"]) > 0 and float(lab_tcp["efficiency_vs_reference"]) > 0
-    assert lab_tcp["environment"].startswith("lab ")
+    assert float(lab_tcp["value"]) > 0 and float(lab_tcp["vs_host"]) > 0
     assert any(r["origin"] == "knb" and r["test"] == "tcp" for r in rows)
     lat = [r for r in rows if r["origin"] == "lab" and r["kind"] == "latency" and r["status"] == "ok"]
     assert len(lat) >= 2
-    assert (tmp_path / "report" / "throughput.png").is_file()
-    assert (tmp_path / "report" / "latency.png").is_file()
+    assert list((tmp_path / "report" / "charts").rglob("tcp.png"))
+    assert list((tmp_path / "report" / "charts").rglob("latency-profile-tcp.png"))

@@ -1,10 +1,11 @@
-"""``cnibench report``: the side-by-side comparison of saved result documents (core in :mod:`cnibench.report`)."""
+"""``cnibench report``: the comparison of saved result documents (core in :mod:`cnibench.report`)."""
 
 from __future__ import annotations
 
 import os
 import stat
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -14,6 +15,11 @@ from rich.console import Console
 from cnibench.cli.console import check_output_dir
 from cnibench.errors import ExitCode, InputError
 from cnibench.report import comparison, sources
+
+
+class Format(str, Enum):
+    markdown = "markdown"
+    json = "json"
 
 
 def _private(found: Sequence[sources.Source]) -> list[Path]:
@@ -28,26 +34,49 @@ def _private(found: Sequence[sources.Source]) -> list[Path]:
     return out
 
 
+def _default_out(paths: Sequence[Path]) -> Path:
+    if len(paths) == 1 and paths[0].is_dir():
+        return paths[0] / "report"
+    return Path("report")
+
+
 def report(
-    directory: Path = typer.Argument(..., exists=True, file_okay=False, help="Directory with result JSON files (searched recursively)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report directory (default: DIRECTORY/report)."),
+    paths: list[Path] = typer.Argument(..., exists=True, help="Result documents (JSON) and directories holding "
+                                       "them (searched recursively; what an earlier report wrote is never read)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report directory (default: DIR/report for one "
+                                       "directory, else ./report)."),
+    fmt: Format = typer.Option(Format.markdown, "--format", help="What to print on stdout: the Markdown report or "
+                               "the comparison as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+    comparable: Optional[list[str]] = typer.Option(None, "--comparable", help="Source ids (comma-separated) to "
+                                                   "compare as one environment; repeatable. Ids: the Sources table."),
 ) -> None:
-    """Compare saved results of any origin (cloud matrix, lab, imported knb) side by side:
-    Markdown + CSV table, PNG charts, and a copy of every result JSON."""
-    console = Console(stderr=True)
-    out = out or directory / "report"
+    """Compare saved results of any origin (cloud matrix, lab, imported knb), one environment
+    at a time: ranking per metric with the difference to the best and to the host network (95 %
+    intervals), Markdown, CSV, JSON, PNG charts, and a copy of every result document."""
+    console = Console(stderr=True, soft_wrap=True)
+
+    def refuse(message: str) -> None:
+        console.print(f"cnibench report: {message}", style="red", markup=False, highlight=False)
+        raise typer.Exit(ExitCode.REFUSED)
+
+    out = out or _default_out(paths)
     try:
         check_output_dir(out, "--out")
     except InputError as exc:
-        console.print(f"cnibench report: {exc}", style="red", markup=False, highlight=False)
-        raise typer.Exit(ExitCode.REFUSED) from None
-    found, skipped = sources.find_results(directory, exclude=out)
+        refuse(str(exc))
+    found, skipped = sources.collect(paths, exclude=[out])
     for path, why in skipped:
         console.print("[yellow]skipped[/] ", end="")
         console.print(f"{path}: {why}", markup=False, highlight=False)
     if not found:
-        console.print(f"[red]no result documents (schema v1 or v2) under {directory}[/]")
-        raise typer.Exit(ExitCode.REFUSED)
+        refuse(f"no result documents (schema v1 or v2) in {', '.join(str(p) for p in paths)}")
+    found = sources.assign_ids(found)
+    sets = [{i.strip() for i in c.split(",") if i.strip()} for c in comparable or ()]
+    try:
+        comp = comparison.build(found, comparable=sets, skipped=skipped)
+    except ValueError as exc:
+        refuse(str(exc))
     private = _private(found)
     try:
         if private:
@@ -58,15 +87,23 @@ def report(
             copies.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(copies, 0o700)
             console.print(f"{copies}: mode 700 (not readable to others, like {private[0]})", highlight=False)
-        written = comparison.write_report(found, out)
+        written = comparison.write_report(comp, out)
     except OSError as exc:
         console.print(f"cnibench report: cannot write the report in {out}: {exc.strerror or exc}"
                       f"{f' ({exc.filename})' if exc.filename else ''}", style="red", markup=False, highlight=False)
         raise typer.Exit(ExitCode.FAILED) from None
-    for kind, path in written.items():
-        if isinstance(path, Path):
-            console.print(f"{kind}: {path}")
-    sys.stdout.write(written["markdown"].read_text())
+    for g in comp.groups:
+        console.print(f"group {g.id}: {', '.join(s.id for s in g.sources)}", markup=False, highlight=False)
+    for kind in ("markdown", "csv", "json"):
+        console.print(f"{kind}: {written[kind]}", markup=False, highlight=False)
+    for gid, charts in written["charts"].items():
+        for name, path in charts.items():
+            console.print(f"chart ({gid}, {name}): {path}", markup=False, highlight=False)
+    console.print(f"copies: {len(written['results'])} in {out / 'results'}", markup=False, highlight=False)
+    if as_json or fmt == Format.json:
+        sys.stdout.write(comparison.to_json(comp))
+    else:
+        sys.stdout.write(written["markdown"].read_text())
 
 
 def register(app: typer.Typer) -> None:
