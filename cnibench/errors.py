@@ -1,6 +1,7 @@
 """The project's exception base and the one exit-code table every command uses.
 
-The table is printed in the README (``Exit codes``); ``tests/test_errors.py`` keeps the two equal.
+The table is printed in the README (``Exit codes``); ``tests/test_errors.py`` and
+``tests/test_cli_exit_codes.py`` keep the two equal and check the commands against it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from enum import IntEnum
 class ExitCode(IntEnum):
     """What a command's exit status means, the same for every command."""
 
-    OK = 0
+    OK = 0              # also: the user answered "no" to a confirmation (nothing was created or changed)
     FAILED = 1          # the work ran and (part of) it failed: a datapath, a variant, a test
     REFUSED = 2         # bad input refused before anything ran: config, option, file, prerequisite
     POLICY = 3          # a mandatory policy rule refused the topology (check, matrix gate)
@@ -21,11 +22,11 @@ class ExitCode(IntEnum):
 
 
 EXIT_MEANINGS: dict[ExitCode, str] = {
-    ExitCode.OK: "success",
+    ExitCode.OK: "success; also a confirmation question answered no (nothing was created or changed)",
     ExitCode.FAILED: "the work ran and part of it failed (a datapath, a variant, a measurement)",
-    ExitCode.REFUSED: "bad input refused before anything ran (config key, option, file, missing prerequisite)",
+    ExitCode.REFUSED: "bad input refused before anything ran (config key, option, file, missing prerequisite such as the Pulumi CLI; a question left unanswered because stdin is closed: pass --yes)",
     ExitCode.POLICY: "a mandatory policy rule refused the topology; nothing was deployed",
-    ExitCode.LEFT_BEHIND: "cloud resources may still exist: the message names them and the command to remove them",
+    ExitCode.LEFT_BEHIND: "cloud resources may still exist: the message names them and the command to remove them (also after a no to a question of `matrix --cleanup`)",
     ExitCode.INTERNAL: "a defect in cnibench (please report it with the message)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM); what the run had created was removed",
 }

@@ -401,7 +401,9 @@ def test_cost_is_shown_and_a_no_answer_stops(tmp_path):
                               console=console, report=False)
     console.file.close()
     text = (tmp_path / "c.txt").read_text()
-    assert code == EXIT_REFUSED and backend.calls == []
+    # an answered "no" is not a failure (README, Exit codes: 0, nothing was created)
+    assert code == 0 and backend.calls == []
+    assert "stopped at your answer: nothing was created" in text
     assert len(asked) == 1 and "USD" in asked[0]
     # 2 x c6i.8xlarge + 1 x t3.medium, hours capped by the 30 s timeout + 5 min teardown
     hours = (30 / 60 + pricing.TEARDOWN_MINUTES) / 60
@@ -416,11 +418,18 @@ def test_yes_skips_the_question(tmp_path):
     assert code == 0 and backend.calls
 
 
-def test_unknown_region_price_refuses(tmp_path):
+def test_unknown_region_price_runs_with_the_cost_marked_unknown(tmp_path):
+    """A region outside the price table is not refused: the estimate says unknown, names the
+    region and the --prices fix, and the question says so."""
+    asked = []
     backend = FakeBackend()
-    code, text = run(tmp_path, backend, "ipvlan", overrides={"region": "ap-south-2"})
-    assert code == EXIT_REFUSED and backend.calls == []
-    assert "ap-south-2" in text and "--prices" in text
+    code, text = run(tmp_path, backend, "ipvlan", "flannel-vxlan", overrides={"region": "ap-south-2"},
+                     confirm=lambda q: asked.append(q) or True, yes=False)
+    assert code == 0, text
+    assert backend.ops(only_stack(backend, "ipvlan"))[-2:] == ["destroy", "remove"]
+    assert "unknown cost (ap-south-2 not in the price table)" in " ".join(text.split())
+    assert "cost unknown for ipvlan" in text and "--prices" in text
+    assert asked and "unknown cost (ap-south-2" in asked[0]
 
 
 # --------------------------------------------------------------------------- cleanup
@@ -462,8 +471,10 @@ def test_cleanup_all_asks_and_a_no_stops(tmp_path):
     console = Console(file=open(tmp_path / "c.txt", "w"), width=200)
     code = run_cleanup_command(backend, include_unexpired=True, yes=False, confirm=lambda q: False, console=console)
     console.file.close()
-    assert code == EXIT_REFUSED
+    # the stacks it listed still exist (README, Exit codes: 4), with the command that removes them
+    assert code == EXIT_LEFT_BEHIND
     assert "destroy" not in backend.ops(fresh)
+    assert "cnibench matrix --cleanup --all --yes" in (tmp_path / "c.txt").read_text()
 
 
 def test_cleanup_refreshes_then_destroys_and_keeps_undestroyable(tmp_path):
@@ -526,7 +537,7 @@ def test_matrix_command_end_to_end_with_the_double(tmp_path, monkeypatch):
     assert backend.stacks[name].config["benchmarkLoadLevels"] == "[40,80]"
     assert backend.ops(name)[-2:] == ["destroy", "remove"]
     assert (tmp_path / "report" / "comparison.md").is_file()
-    assert (tmp_path / "report" / "throughput.png").is_file()
+    assert list((tmp_path / "report" / "charts").rglob("tcp.png"))  # one chart per metric and environment
 
 
 def test_matrix_command_refuses_without_variants_or_with_unknown_ones(tmp_path):
@@ -589,7 +600,7 @@ def test_cleanup_command_through_the_cli(monkeypatch):
 
     monkeypatch.setattr(sweep, "aws_clients", no_aws)
     res = CliRunner().invoke(app, ["matrix", "--cleanup"], input="n\n")
-    assert res.exit_code == EXIT_REFUSED and "destroy" not in backend.ops(old)
+    assert res.exit_code == EXIT_LEFT_BEHIND and "destroy" not in backend.ops(old)
     assert old in res.output
     res = CliRunner().invoke(app, ["matrix", "--cleanup"], input="y\n")
     assert res.exit_code == 0, res.output

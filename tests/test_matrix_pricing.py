@@ -46,8 +46,10 @@ def test_prices_file_overrides_and_missing_entries_name_the_fix(tmp_path):
     est = pricing.estimate({"a": cfg(region="eu-west-1")}, table)
     assert est.lines[0].per_hour == pytest.approx(2.05)
     assert "my contract" in est.assumption
-    with pytest.raises(pricing.PriceError, match="c6i.4xlarge.*--prices"):
-        pricing.estimate({"a": cfg(region="eu-west-1", instanceType="c6i.4xlarge")}, table)
+    # a type (or region) the table lacks: the line's cost is unknown, with what is missing and the fix
+    est = pricing.estimate({"a": cfg(region="eu-west-1", instanceType="c6i.4xlarge")}, table)
+    assert est.lines[0].cost is None and est.unknown == est.lines
+    assert "c6i.4xlarge" in est.lines[0].unknown and "--prices" in est.lines[0].unknown
     with pytest.raises(pricing.PriceError, match="us-east-1.*eu-west-1"):
         table.price("us-east-1", "c6i.8xlarge")
 
@@ -62,3 +64,16 @@ def test_bad_price_file(tmp_path, text, match):
     f.write_text(text)
     with pytest.raises(pricing.PriceError, match=match):
         pricing.load_table(f)
+
+
+def test_a_region_outside_the_table_is_unknown_not_refused():
+    est = pricing.estimate({"a": cfg(), "b": cfg(region="ap-south-2")}, pricing.load_table())
+    a, b = est.lines
+    assert a.cost is not None and b.cost is None and b.per_hour is None
+    assert est.total == pytest.approx(a.cost)  # the priced lines only
+    assert est.summary() == f"{a.cost:.2f} USD + unknown (ap-south-2 not in the price table)"
+    assert "ap-south-2" in b.unknown and "--prices" in b.unknown
+    rows = pricing.rows(est)
+    assert rows[1][-1] == "unknown" and "c6i.8xlarge @ ?/h" in rows[1][2]
+    only_unknown = pricing.estimate({"b": cfg(region="ap-south-2")}, pricing.load_table())
+    assert only_unknown.summary() == "unknown cost (ap-south-2 not in the price table)"

@@ -1,14 +1,21 @@
-"""``cnibench check``: the offline policy check (core in :mod:`cnibench.policy_check`)."""
+"""``cnibench check``: the offline policy check (core in :mod:`cnibench.policy_check`).
+
+The table (or with ``--json`` the findings as JSON) goes to stdout; the heading with ``--json``,
+and every error, to stderr. Exit codes: 0 no mandatory violation, 3 a mandatory violation
+(:attr:`ExitCode.POLICY`, as in ``matrix``), 2 a config error, 5 the program failed under the mocks."""
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+import json
+import sys
+from typing import Any, Sequence
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from cnibench.cli.console import console, fail
+from cnibench.cli.console import err_console, fail, out_console
 from cnibench.cli.extras import require_cloud
 from cnibench.config import ConfigError
 from cnibench.errors import CnibenchError, ExitCode
@@ -38,24 +45,50 @@ def render(findings: Sequence, stack: str, out: Console) -> None:
     )
 
 
+def findings_document(findings: Sequence, stack: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """What ``cnibench check --json`` prints."""
+    failed = [f.rule for f in findings if f.blocking]
+    return {
+        "stack": stack,
+        "overrides": overrides,
+        "check": "offline (Pulumi mocks), not a pulumi preview",
+        "findings": [{"rule": f.rule, "level": f.level.value, "verdict": f.verdict, "blocking": f.blocking,
+                      "messages": list(f.messages)} for f in findings],
+        "mandatory_violations": failed,
+        "advisory_warnings": [f.rule for f in findings if f.verdict == "warn"],
+        "exit_code": int(ExitCode.POLICY if failed else ExitCode.OK),
+    }
+
+
 def check(
     stack: str = typer.Option(..., "--stack", "-s", help="Stack name (stacks/Pulumi.<stack>.yaml, or a catalog variant)."),
     config: list[str] = typer.Option(
         [], "--config", "-c", help="Config override key=value (key with or without 'cnibench:'); repeatable.",
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON on stdout (the heading goes to stderr)."),
 ) -> None:
-    """Offline policy check: run the program under Pulumi's mocks and evaluate the policy pack's rules."""
+    """Offline policy check: run the program under Pulumi's mocks and evaluate the policy pack's rules.
+
+    Exit 0 without a mandatory violation, 3 with one, 2 on a config error."""
     require_cloud("cnibench check")
     from cnibench import policy_check  # needs the cloud extra (pulumi)
 
-    console.print(f"[bold]{policy_check.HEADING}[/]")
+    err = err_console()
+    out = err if as_json else out_console()
+    out.print(f"[bold]{policy_check.HEADING}[/]")
     try:
-        findings = policy_check.run_check(stack, parse_overrides(config))
-    except ConfigError as err:
-        raise fail(err, console, f"configuration error (stack {stack})") from None
-    except CnibenchError as err:
-        raise fail(err, console, "the program failed under Pulumi's mocks") from None
-    render(findings, stack, console)
+        overrides = parse_overrides(config)
+        # with --json, stdout carries only the document: whatever the program prints goes to stderr
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            findings = policy_check.run_check(stack, overrides)
+    except ConfigError as exc:
+        raise fail(exc, err, f"configuration error (stack {stack})") from None
+    except CnibenchError as exc:
+        raise fail(exc, err, "the program failed under Pulumi's mocks") from None
+    if as_json:
+        sys.stdout.write(json.dumps(findings_document(findings, stack, dict(overrides)), indent=2) + "\n")
+    else:
+        render(findings, stack, out)
     if any(f.blocking for f in findings):
         raise typer.Exit(ExitCode.POLICY)
 

@@ -13,8 +13,40 @@ from rich.console import Console
 
 from cnibench.errors import CnibenchError, InputError
 
-# Wide enough for the tables when piped into a file or a design document.
-console = Console(width=None if sys.stdout.isatty() else 200)
+
+def out_console() -> Console:
+    """The console of a command's own output (stdout): the terminal's width, or ``COLUMNS``
+    when set; piped into a file or a design document, 200 columns so the tables stay readable."""
+    wide = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
+    return Console(width=None if wide else 200)
+
+
+# kept for callers that print at import-time width (new code: out_console() at call time)
+console = out_console()
+
+
+class NoAnswer(Exception):
+    """A confirmation question got no answer: stdin is closed or not a terminal (give --yes)."""
+
+
+def ask(question: str) -> bool:
+    """Ask ``question`` on stderr (stdout stays for a command's output) and read y/N from stdin.
+    An empty answer is no; end of input raises :class:`NoAnswer`, so a script without ``--yes``
+    is refused (exit 2) rather than taken for a "no" (exit 0). Ctrl-C raises KeyboardInterrupt."""
+    while True:
+        sys.stderr.write(f"{question} [y/N]: ")
+        sys.stderr.flush()
+        line = sys.stdin.readline()
+        if not line:
+            sys.stderr.write("\n")
+            raise NoAnswer(f"no answer to {question!r} (stdin is closed or not a terminal): pass --yes to proceed "
+                           "unattended")
+        answer = line.strip().lower()
+        if answer in ("y", "yes"):
+            return True
+        if answer in ("", "n", "no"):
+            return False
+        sys.stderr.write("answer y or n\n")
 
 
 def err_console() -> Console:
@@ -127,4 +159,5 @@ def write_output_file(path: Path, text: str) -> None:
         raise
 
 
-__all__ = ["check_output_dir", "check_output_file", "console", "err_console", "fail", "write_output_file"]
+__all__ = ["NoAnswer", "ask", "check_output_dir", "check_output_file", "console", "err_console", "fail", "out_console",
+           "write_output_file"]

@@ -1,4 +1,9 @@
-"""``cnibench matrix``: ephemeral stacks per variant (core in :mod:`cnibench.matrix`), live progress, exit codes."""
+"""``cnibench matrix``: ephemeral stacks per variant (core in :mod:`cnibench.matrix`), live progress, exit codes.
+
+Order before anything is created: the Pulumi workspace (the CLI, the passphrase), every config and
+the offline policy check, the cost table, the question. Exit codes (README "Exit codes"): a "no"
+to the question is 0 (nothing created), to ``--cleanup``'s question 4 (what it listed still
+exists); a question nobody can answer (stdin closed, no ``--yes``) is refused, 2."""
 
 from __future__ import annotations
 
@@ -15,12 +20,13 @@ from rich.live import Live
 from rich.table import Table
 
 from cnibench import matrix as mx
+from cnibench.cli.console import NoAnswer, ask
 from cnibench.cli.extras import require_cloud
 from cnibench.config import ConfigError
 from cnibench.errors import CnibenchError, ExitCode
 from cnibench.matrix import pricing, sweep
+from cnibench.matrix.backend import WORKSPACE_NAME
 from cnibench.project import find_project_dir, load_stack_file, parse_overrides, project_defaults, stacks
-from cnibench.report import comparison
 from cnibench.variants import CATALOG
 
 EXIT_FAILED, EXIT_REFUSED, EXIT_POLICY = ExitCode.FAILED, ExitCode.REFUSED, ExitCode.POLICY
@@ -58,6 +64,12 @@ def run_matrix_command(
     state_dir: Path | None = None,
 ) -> int:
     console = console or Console(stderr=True)
+    try:  # first: a missing CLI or passphrase should come before the checks, the cost and a "yes"
+        backend = backend_factory()
+    except Exception as exc:  # noqa: BLE001 - no pulumi CLI, no passphrase, bad backend URL
+        console.print("[red]cannot open the Pulumi workspace:[/] ", end="")
+        console.print(str(exc), markup=False, highlight=False)
+        return EXIT_REFUSED
     try:
         configs, advisories = mx.prepare(list(opts.variants), opts, preflight, project_dir)
     except CnibenchError as exc:
@@ -67,8 +79,8 @@ def run_matrix_command(
         console.print(f"[yellow]advisory:[/] {a}")
     try:
         est = pricing.estimate(configs, pricing.load_table(prices), opts.timeout)
-    except pricing.PriceError as exc:
-        console.print(f"[red]no cost estimate, refused:[/] {exc}")
+    except (pricing.PriceError, OSError) as exc:  # a --prices file that cannot be read or is malformed
+        console.print(f"[red]price table refused:[/] {exc}")
         return EXIT_REFUSED
     table = Table(title="estimated cost (upper bound)")
     for col in ("variant", "region", "instances", "hours", est.currency):
@@ -76,17 +88,21 @@ def run_matrix_command(
     for row in pricing.rows(est):
         table.add_row(*row)
     console.print(table)
-    console.print(f"total: [bold]{est.total:.2f} {est.currency}[/] for {len(est.lines)} variant(s), "
-                  f"{opts.parallel} at a time")
+    console.print(f"total: [bold]{est.summary()}[/] for {len(est.lines)} variant(s), {opts.parallel} at a time")
+    for line in est.unknown:
+        console.print(f"[yellow]cost unknown for {line.variant}:[/] {line.unknown}")
     console.print(f"[dim]assumption: {est.assumption}[/]")
-    try:  # before the question: a missing CLI or passphrase should not follow a "yes"
-        backend = backend_factory()
-    except Exception as exc:  # noqa: BLE001 - no pulumi CLI, no passphrase, bad backend URL
-        console.print(f"[red]cannot open the Pulumi workspace:[/] {exc}")
+    try:
+        go = yes or confirm(f"Create {len(est.lines)} stack(s) on AWS for about {est.summary()}?")
+    except NoAnswer as exc:
+        console.print(f"[red]refused:[/] {exc}; nothing was created")
         return EXIT_REFUSED
-    if not yes and not confirm(f"Create {len(est.lines)} stack(s) on AWS for about {est.total:.2f} {est.currency}?"):
-        console.print("stopped: nothing was created")
-        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        console.print("interrupted at the question: nothing was created")
+        return EXIT_INTERRUPTED
+    if not go:
+        console.print("stopped at your answer: nothing was created")
+        return ExitCode.OK
     runs = mx.plan_runs(opts)
     try:  # before the first create: --cleanup finds this run's stacks at once if it is killed
         owner = mx.OwnerRecord.begin({r.stack: r.variant for r in runs}, state_dir,
@@ -128,6 +144,8 @@ def _finish(result: mx.MatrixReport, opts: mx.MatrixOptions, owner: mx.OwnerReco
         console.print(f"[yellow]warning:[/] {err}")
     done = [r.result_path for r in result.runs if r.result_path]
     if report and done:
+        from cnibench.report import comparison  # matplotlib: only when there is something to compare
+
         try:
             paths = comparison.write_report(comparison.load_results(done), opts.out / "report")
             console.print(f"comparison report: {paths['markdown']}")
@@ -199,9 +217,15 @@ def run_cleanup_command(backend: mx.StackBackend, *, include_unexpired: bool, ye
                           str(left.resource_count if left.resource_count is not None else "?"),
                           "yes" if left.update_in_progress else "")
         console.print(table)
-        if not yes and not confirm(f"Destroy and remove {len(leftovers)} stack(s)?"):
-            console.print("stopped: nothing destroyed")
+        try:
+            go = yes or confirm(f"Destroy and remove {len(leftovers)} stack(s)?")
+        except NoAnswer as exc:
+            console.print(f"[red]refused:[/] {exc}; nothing destroyed")
             return EXIT_REFUSED
+        if not go:
+            console.print("stopped at your answer: nothing destroyed; these stacks still hold their resources "
+                          "(`cnibench matrix --cleanup" + (" --all" if include_unexpired else "") + " --yes` removes them)")
+            return EXIT_LEFT_BEHIND
         runs = mx.cleanup(backend, leftovers, log=console.print, stop_graces=stop_graces)
         code = 0 if all(r.removed for r in runs) else EXIT_LEFT_BEHIND
     try:
@@ -259,7 +283,12 @@ def _sweep(backend: mx.StackBackend, records: list[mx.OwnerRecord], untouched: l
         table.add_row(f"{o.kind} {o.resource_id}", o.region, o.stack,
                       f"{o.expires:%Y-%m-%d %H:%M}Z" if o.expires else "?", o.command)
     console.print(table)
-    if not yes and not confirm(f"Delete these {len(orphans)} AWS resource(s)?"):
+    try:
+        go = yes or confirm(f"Delete these {len(orphans)} AWS resource(s)?")
+    except NoAnswer as exc:
+        console.print(f"[red]not deleted:[/] {exc}; the commands above delete them")
+        return EXIT_LEFT_BEHIND
+    if not go:
         console.print("not deleted: the commands above delete them")
         return EXIT_LEFT_BEHIND
     failed = sweep.delete(clients, orphans, log=console.print)
@@ -293,16 +322,25 @@ def sweep_regions(project_dir: Path | None = None) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def complete_variant(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion of ``--variant``: the catalog's variants with their CNI and underlay need."""
+    return [(name, f"{v.cni} {v.cni_version}, underlay {v.underlay.value}")
+            for name, v in CATALOG.items() if name.startswith(incomplete)]
+
+
 def matrix(
-    variant: Optional[list[str]] = typer.Option(None, "--variant", "-v", help="Variant to run (repeatable)."),
+    variant: Optional[list[str]] = typer.Option(
+        None, "--variant", "-v", metavar="VARIANT", autocompletion=complete_variant,
+        help=f"Variant to run (repeatable). One of: {', '.join(CATALOG)}."),
     parallel: int = typer.Option(1, "--parallel", "-p", min=1, help="Stacks deployed at the same time."),
     out: Path = typer.Option(Path("results/matrix"), "--out", "-o", help="Directory for results, logs and the report."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before spending money (or destroying in --cleanup)."),
     config: Optional[list[str]] = typer.Option(None, "--config", "-c", help="Config override key=value for every variant (repeatable), e.g. instanceType=c6i.4xlarge."),
     timeout: float = typer.Option(7200, "--timeout", min=60, help="Seconds for each variant's pulumi up (provisioning + benchmark); then it is interrupted and destroyed."),
     backend_url: Optional[str] = typer.Option(None, "--backend", envvar="PULUMI_BACKEND_URL", help="Pulumi backend URL: file://<dir>, s3://<bucket>, https://api.pulumi.com... (default: file://~, as pulumi login --local)."),
-    secrets_provider: str = typer.Option("passphrase", "--secrets-provider", help="Secrets provider of new stacks (passphrase uses PULUMI_CONFIG_PASSPHRASE)."),
-    prices: Optional[Path] = typer.Option(None, "--prices", exists=True, dir_okay=False, help="Price table (YAML, region -> instance type -> USD/hour)."),
+    secrets_provider: str = typer.Option("passphrase", "--secrets-provider", help="Secrets provider of new stacks (passphrase: the passphrase from PULUMI_CONFIG_PASSPHRASE, else the file named by PULUMI_CONFIG_PASSPHRASE_FILE, as the Pulumi CLI reads them; or awskms://..., gcpkms://..., hashivault://..., azurekeyvault://..., default for Pulumi Cloud's)."),
+    esc_env: Optional[list[str]] = typer.Option(None, "--esc-env", metavar="ENVIRONMENT", help="Pulumi ESC environment ([org/]project/env) imported into every ephemeral stack (pulumi config env add), e.g. one that supplies AWS credentials through OIDC; repeatable, merged in order. Needs a Pulumi Cloud login for ESC."),
+    prices: Optional[Path] = typer.Option(None, "--prices", exists=True, dir_okay=False, help="Price table (YAML: regions -> region -> instance type -> USD/hour) instead of cnibench/data/ec2-prices.yaml; a region or type missing from it is run with its cost shown as unknown."),
     expiry_hours: Optional[int] = typer.Option(None, "--expiry-hours", min=1, help="cnibench:expiryHours of the stacks (default: timeout + destroy, at least 8)."),
     cleanup: bool = typer.Option(False, "--cleanup", help="Find matrix stacks past their expiry or of a dead run (owner record), destroy and remove them, sweep tagged AWS resources no state knows, then exit."),
     all_stacks: bool = typer.Option(False, "--all", help="With --cleanup: every matrix stack, expired or not, except those of a run that is still alive (owner record)."),
@@ -317,19 +355,18 @@ def matrix(
     """
     require_cloud("cnibench matrix")
     console = Console(stderr=True)
+    workspace = (state_dir or mx.default_state_dir()) / WORKSPACE_NAME
 
     def factory() -> mx.StackBackend:
-        return mx.AutomationBackend(None, backend_url,
-                                    None if secrets_provider == "default" else secrets_provider)
-
-    def ask(question: str) -> bool:
-        return typer.confirm(question, default=False)
+        return mx.AutomationBackend(None, backend_url, None if secrets_provider == "default" else secrets_provider,
+                                    work_dir=workspace, environments=tuple(esc_env or ()))
 
     if cleanup:
         try:
             backend = factory()
         except Exception as exc:  # noqa: BLE001
-            console.print(f"[red]cannot open the Pulumi workspace:[/] {exc}")
+            console.print("[red]cannot open the Pulumi workspace:[/] ", end="")
+            console.print(str(exc), markup=False, highlight=False)
             raise typer.Exit(EXIT_REFUSED) from None
         regions = list(region or []) or sweep_regions()
         sweeper = None if no_sweep else (lambda: sweep.aws_clients(regions))
@@ -337,6 +374,10 @@ def matrix(
                                              state_dir=state_dir, sweeper=sweeper))
     if not variant:
         console.print("[red]give at least one --variant[/] (or --cleanup); variants: " + ", ".join(CATALOG))
+        raise typer.Exit(EXIT_REFUSED)
+    unknown = [v for v in variant if v not in CATALOG]
+    if unknown:  # before the workspace: a typo is named first, with the valid names
+        console.print(f"[red]unknown variant(s) {', '.join(unknown)}[/]; valid: {', '.join(CATALOG)}")
         raise typer.Exit(EXIT_REFUSED)
     opts = mx.MatrixOptions(variants=tuple(variant), out=out, parallel=parallel, timeout=timeout,
                             overrides=_parse_overrides(config or [], console), expiry_hours=expiry_hours)

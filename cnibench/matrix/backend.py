@@ -8,18 +8,114 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+
+import yaml
 
 from cnibench.errors import InputError
 from cnibench.matrix import procs
-from cnibench.project import config_text, find_project_dir, with_namespace
+from cnibench.matrix.owner import default_state_dir
+from cnibench.project import PROJECT_FILE, config_text, find_project_dir, with_namespace
 
 DEFAULT_PASSPHRASE_ENV = "PULUMI_CONFIG_PASSPHRASE"
+PASSPHRASE_FILE_ENV = "PULUMI_CONFIG_PASSPHRASE_FILE"
 DEFAULT_BACKEND = "file://~"  # what `pulumi login --local` uses: state in ~/.pulumi
+PULUMI_INSTALL_URL = "https://www.pulumi.com/docs/iac/download-install/"
+# where the Pulumi installer (get.pulumi.com) puts the CLI; its PATH entry is added to the shell's rc file
+PULUMI_INSTALL_ROOT = Path("~/.pulumi")
+WORKSPACE_NAME = "workspace"  # <state dir>/workspace: the ephemeral stacks' Pulumi.yaml and stack settings
+
+
+class PulumiCLIMissing(InputError):
+    """No ``pulumi`` executable on PATH (nor in the installer's ~/.pulumi/bin)."""
+
+
+def find_pulumi_cli(environ: Mapping[str, str] | None = None) -> str | None:
+    """The Pulumi CLI's installation root for ``PulumiCommand(root=...)``: None for ``pulumi``
+    on PATH (the Automation API's default), else ``~/.pulumi`` when the installer put it there
+    but the shell's PATH does not have it yet. Raises :class:`PulumiCLIMissing` naming where
+    to get it (before anything is asked or created; never ``[Errno 2] ... 'pulumi'``)."""
+    env = os.environ if environ is None else environ
+    if shutil.which("pulumi", path=env.get("PATH", os.defpath)):
+        return None
+    home = PULUMI_INSTALL_ROOT.expanduser()
+    if os.access(home / "bin" / "pulumi", os.X_OK):
+        return str(home)
+    raise PulumiCLIMissing(
+        "the Pulumi CLI (pulumi) is not installed or not on PATH: the matrix drives it through the Automation API. "
+        f"Install it ({PULUMI_INSTALL_URL}, e.g. curl -fsSL https://get.pulumi.com | sh), open a new shell, "
+        "and check with `pulumi version`"
+    )
+
+
+def passphrase_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment that gives the Pulumi CLI the passphrase of the passphrase secrets
+    provider, with the CLI's own precedence (pulumi/pulumi ``pkg/secrets/passphrase``,
+    ``readPassphrase``): ``PULUMI_CONFIG_PASSPHRASE`` when it is set at all (even empty), else
+    ``PULUMI_CONFIG_PASSPHRASE_FILE`` when non-empty (a path relative to the current directory;
+    the CLI strips surrounding whitespace from its contents). The file is passed as an absolute
+    path (the CLI runs in the matrix workspace, not here) and read once now, so an unreadable
+    file is refused before anything is created. Raises :class:`InputError` when neither is set
+    (the CLI cannot prompt: it runs non-interactively)."""
+    env = os.environ if environ is None else environ
+    if DEFAULT_PASSPHRASE_ENV in env:
+        return {DEFAULT_PASSPHRASE_ENV: env[DEFAULT_PASSPHRASE_ENV]}
+    name = env.get(PASSPHRASE_FILE_ENV, "")
+    if name:
+        path = os.path.abspath(name)
+        if os.path.isdir(path):
+            raise InputError(f"{PASSPHRASE_FILE_ENV}={name}: is a directory, not a file holding the passphrase")
+        try:
+            with open(path, "rb") as fh:
+                fh.read(1)
+        except OSError as exc:
+            raise InputError(f"{PASSPHRASE_FILE_ENV}={name}: cannot read it: {exc.strerror or exc}") from None
+        return {PASSPHRASE_FILE_ENV: path}
+    raise InputError(
+        f"the passphrase secrets provider needs {DEFAULT_PASSPHRASE_ENV} or {PASSPHRASE_FILE_ENV} (a file holding "
+        "the passphrase), as the Pulumi CLI does: it encrypts the SSH key and kubeconfig in the stack state; "
+        "set one, or pass --secrets-provider"
+    )
+
+
+def write_workspace(project_dir: Path, work_dir: Path) -> Path:
+    """The matrix's own Pulumi workspace, outside the repository: ``work_dir/Pulumi.yaml`` is the
+    checkout's project file without ``stackConfigDir`` (so every ephemeral stack's settings file,
+    ``Pulumi.<stack>.yaml``, is written here, never into the checkout's ``stacks/``) and with an
+    absolute ``virtualenv``; ``work_dir/__main__.py`` runs the checkout's program. A stack's file
+    lives as long as the stack (``pulumi stack rm`` deletes it); one left behind keeps its
+    ``expiryHours`` readable for ``--cleanup``. Mode 700; rewritten atomically by every run."""
+    work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(work_dir, 0o700)
+    project = yaml.safe_load((project_dir / PROJECT_FILE).read_text()) or {}
+    project.pop("stackConfigDir", None)
+    runtime = project.get("runtime")
+    if isinstance(runtime, dict):
+        options = runtime.get("options") or {}
+        venv = options.get("virtualenv")
+        if isinstance(venv, str) and venv and not os.path.isabs(venv):
+            options["virtualenv"] = str((project_dir / venv).absolute())
+    main = project.pop("main", None)
+    program = (project_dir / main) if isinstance(main, str) and main else project_dir
+    shim = (
+        '"""Generated by cnibench matrix: runs the Pulumi program of the checkout at '
+        f'{project_dir} (the workspace only keeps the stacks\' settings out of its stacks/)."""\n'
+        "import runpy\nimport sys\n\n"
+        f"sys.path.insert(0, {str(project_dir)!r})\n"
+        f"runpy.run_path({str(program / '__main__.py')!r}, run_name='__main__')\n"
+    )
+    for name, text in ((PROJECT_FILE, yaml.safe_dump(project, sort_keys=False)), ("__main__.py", shim)):
+        fd, tmp = tempfile.mkstemp(dir=work_dir, prefix=f".{name}.")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, work_dir / name)
+    return work_dir
 
 
 class StackHandle(Protocol):
@@ -187,42 +283,53 @@ def flatten_config(values: Mapping[str, Any]) -> dict[str, str]:
 
 
 class AutomationBackend:
-    """The real backend: ``pulumi.automation.LocalWorkspace`` on the project at ``project_dir``.
+    """The real backend: ``pulumi.automation.LocalWorkspace`` running the checkout's program.
 
     ``backend_url`` is any Pulumi backend URL (default ``file://~``, the local file backend in
     ``~/.pulumi`` that ``pulumi login --local`` uses, so stacks made here and by hand are in one
     place); secrets use the passphrase provider with the passphrase from
-    ``PULUMI_CONFIG_PASSPHRASE`` unless another ``secrets_provider`` is given.
+    ``PULUMI_CONFIG_PASSPHRASE`` or ``PULUMI_CONFIG_PASSPHRASE_FILE`` (:func:`passphrase_env`)
+    unless another ``secrets_provider`` is given.
 
-    The workspace is the project directory, so each ephemeral stack's settings file is
-    ``stacks/Pulumi.<stack>.yaml`` (``stackConfigDir``) while it exists; ``stack rm`` deletes it.
+    The workspace (``work_dir``, default ``<state dir>/workspace``) is not the checkout: see
+    :func:`write_workspace`. ``environments`` are Pulumi ESC environments imported into every
+    stack this backend creates (``pulumi config env add``, e.g. for AWS credentials).
     """
 
     def __init__(self, project_dir: Path | None = None, backend_url: str | None = None,
-                 secrets_provider: str | None = "passphrase", passphrase: str | None = None) -> None:
+                 secrets_provider: str | None = "passphrase", passphrase: str | None = None,
+                 work_dir: Path | None = None, environments: Sequence[str] = ()) -> None:
+        self.project_dir = require_project_dir(project_dir)
+        root = find_pulumi_cli()  # first: without the CLI nothing else matters
         from pulumi.automation import LocalWorkspace, LocalWorkspaceOptions
 
-        self.project_dir = require_project_dir(project_dir)
         self.backend_url = backend_url = backend_url or DEFAULT_BACKEND
+        self.environments = tuple(environments)
         env = {"PULUMI_BACKEND_URL": backend_url, "PULUMI_SKIP_UPDATE_CHECK": "true"}
         if secrets_provider == "passphrase":
-            phrase = passphrase if passphrase is not None else os.environ.get(DEFAULT_PASSPHRASE_ENV)
-            if phrase is None:
-                raise RuntimeError(
-                    f"the passphrase secrets provider needs {DEFAULT_PASSPHRASE_ENV} (it encrypts the SSH key "
-                    "and kubeconfig in the stack state); set it, or pass --secrets-provider"
-                )
-            env[DEFAULT_PASSPHRASE_ENV] = phrase
+            env.update({DEFAULT_PASSPHRASE_ENV: passphrase} if passphrase is not None else passphrase_env())
+        self.work_dir = write_workspace(self.project_dir, work_dir or default_state_dir() / WORKSPACE_NAME)
         self._options = LocalWorkspaceOptions(
-            work_dir=str(self.project_dir), env_vars=env, secrets_provider=secrets_provider,
-            pulumi_command=shielded_command(),
+            work_dir=str(self.work_dir), env_vars=env, secrets_provider=secrets_provider,
+            pulumi_command=shielded_command(root),
         )
         self._workspace = LocalWorkspace(**self._options.__dict__)
 
     def create(self, name: str) -> StackHandle:
         from pulumi.automation import Stack
 
-        return AutomationStack(Stack.create(name, self._workspace))
+        stack = Stack.create(name, self._workspace)
+        if self.environments:
+            try:
+                stack.add_environments(*self.environments)
+            except Exception as exc:
+                try:  # an empty stack: nothing is deployed, so it goes at once
+                    self._workspace.remove_stack(name)
+                except Exception:  # noqa: BLE001 - the runner's teardown tries again
+                    pass
+                raise RuntimeError(f"cannot import the ESC environment(s) {', '.join(self.environments)} into "
+                                   f"{name}: {short_error(exc)}") from exc
+        return AutomationStack(stack)
 
     def select(self, name: str) -> StackHandle:
         from pulumi.automation import Stack

@@ -2,7 +2,9 @@
 
 The table (``cnibench/data/ec2-prices.yaml``, source cited in the file) maps region -> instance
 type -> USD per hour; ``--prices FILE`` replaces it. Only instances are counted (no EBS, data
-transfer or NAT), and the hours are an assumption printed with the estimate.
+transfer or NAT), and the hours are an assumption printed with the estimate. A region or
+instance type the table does not hold is not refused: its cost is marked unknown (with what
+is missing and the ``--prices`` fix) and the total covers only the priced lines.
 """
 
 from __future__ import annotations
@@ -74,16 +76,20 @@ def load_table(path: str | Path | None = None) -> PriceTable:
 class Line:
     variant: str
     region: str
-    instances: tuple[tuple[str, int, float], ...]  # (instance type, count, USD/hour)
+    instances: tuple[tuple[str, int, float | None], ...]  # (instance type, count, USD/hour or None: not in the table)
     hours: float
+    unknown: str | None = None  # why a price is missing (the table has no such region or instance type)
 
     @property
-    def per_hour(self) -> float:
-        return sum(count * price for _, count, price in self.instances)
+    def per_hour(self) -> float | None:
+        if any(price is None for _, _, price in self.instances):
+            return None
+        return sum(count * price for _, count, price in self.instances if price is not None)
 
     @property
-    def cost(self) -> float:
-        return self.per_hour * self.hours
+    def cost(self) -> float | None:
+        per_hour = self.per_hour
+        return None if per_hour is None else per_hour * self.hours
 
     @property
     def instance_hours(self) -> float:
@@ -98,7 +104,22 @@ class Estimate:
 
     @property
     def total(self) -> float:
-        return sum(line.cost for line in self.lines)
+        """The cost of the priced lines (see :attr:`unknown` for the others)."""
+        return sum(line.cost for line in self.lines if line.cost is not None)
+
+    @property
+    def unknown(self) -> tuple[Line, ...]:
+        """The lines whose cost is unknown (region or instance type not in the table)."""
+        return tuple(line for line in self.lines if line.cost is None)
+
+    def summary(self) -> str:
+        """``12.34 USD``, ``12.34 USD + unknown (ap-south-2)`` or ``unknown (ap-south-2)``."""
+        if not self.unknown:
+            return f"{self.total:.2f} {self.currency}"
+        regions = ", ".join(dict.fromkeys(line.region for line in self.unknown))
+        if len(self.unknown) == len(self.lines):
+            return f"unknown cost ({regions} not in the price table)"
+        return f"{self.total:.2f} {self.currency} + unknown ({regions} not in the price table)"
 
 
 def hours_for(cfg: StackConfig, timeout_s: float | None = None) -> float:
@@ -124,8 +145,16 @@ def estimate(configs: Mapping[str, StackConfig], table: PriceTable, timeout_s: f
         merged: dict[str, int] = {}
         for itype, count in instances_of(cfg):
             merged[itype] = merged.get(itype, 0) + count
-        priced = tuple((t, n, table.price(cfg.region, t)) for t, n in merged.items())
-        lines.append(Line(variant, cfg.region, priced, hours_for(cfg, timeout_s)))
+        priced: list[tuple[str, int, float | None]] = []
+        missing: list[str] = []
+        for itype, count in merged.items():
+            try:
+                priced.append((itype, count, table.price(cfg.region, itype)))
+            except PriceError as exc:
+                priced.append((itype, count, None))
+                missing.append(str(exc))
+        lines.append(Line(variant, cfg.region, tuple(priced), hours_for(cfg, timeout_s),
+                          "; ".join(dict.fromkeys(missing)) or None))
     cap = f", capped at the matrix timeout ({timeout_s / 60:g} min) + teardown" if timeout_s else ""
     assumption = (
         f"hours per variant = {PROVISION_MINUTES:.0f} min provisioning + cnibench:benchmarkTimeout "
@@ -139,6 +168,7 @@ def estimate(configs: Mapping[str, StackConfig], table: PriceTable, timeout_s: f
 def rows(est: Estimate) -> list[Sequence[Any]]:
     out: list[Sequence[Any]] = []
     for line in est.lines:
-        inst = ", ".join(f"{n} x {t} @ {p:.4f}/h" for t, n, p in line.instances)
-        out.append((line.variant, line.region, inst, f"{line.hours:.2f}", f"{line.cost:.2f}"))
+        inst = ", ".join(f"{n} x {t} @ {'?' if p is None else f'{p:.4f}'}/h" for t, n, p in line.instances)
+        cost = "unknown" if line.cost is None else f"{line.cost:.2f}"
+        out.append((line.variant, line.region, inst, f"{line.hours:.2f}", cost))
     return out
