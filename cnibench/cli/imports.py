@@ -45,9 +45,9 @@ def _read(file: str) -> bytes:
 @import_app.command("knb")
 def import_knb(
     file: str = typer.Argument(..., help="knb report: the output of 'knb -o json', '-o yaml' or the text report; - for stdin"),
-    subject: str = typer.Option(None, "--subject", "-s", help="Name of the subject (default: the knb run name)."),
+    subject: str = typer.Option(None, "--subject", help="Name of the subject (default: the knb run name)."),
     duration: float = typer.Option(
-        None, "--duration", "-d",
+        None, "--duration",
         help=f"The -d (seconds per test) the knb run used, in (0, {knb.MAX_DURATION_S}]; it is not in the report "
              "(default: knb's 10 s).",
     ),

@@ -1,17 +1,22 @@
-"""The ``cnibench lab`` command. ``cnibench/cli.py`` calls :func:`register` on its app."""
+"""The ``cnibench lab`` command. ``cnibench/cli/__init__.py`` calls :func:`register` on its app.
+
+Progress, the live table and errors go to stderr; with ``--json`` the result document (schema
+v2, the same as ``lab-<run>.json``) is printed on stdout at the end."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from cnibench.cli.console import err_console
+from cnibench.cli.console import check_output_dir, err_console
 from cnibench.cli.extras import require_lab
-from cnibench.errors import ExitCode
+from cnibench.errors import ExitCode, InputError
 from cnibench.lab.datapaths import DATAPATHS, DEFAULT_DATAPATHS
 from cnibench.suite.definition import BUSY_THRESHOLD
 from cnibench.suite.definition import LAB_DEFAULTS as LAB
@@ -23,13 +28,23 @@ def _parse_floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise typer.BadParameter(f"expected comma-separated fractions such as 0.3,0.5, got {text!r}",
-                                 param_hint="--loads") from None
+        raise InputError(f"--loads {text!r}: expected comma-separated fractions of the host's maximum message "
+                         "rate such as 0.3,0.5, each in (0, 10]") from None
+
+
+def complete_datapath(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion of ``--datapath``: the lab's datapaths with their description."""
+    return [(name, d.description) for name, d in DATAPATHS.items() if name.startswith(incomplete)]
+
+
+def complete_service_proxy(incomplete: str) -> list[str]:
+    return [proxy for proxy in ("nft", "iptables") if proxy.startswith(incomplete)]
 
 
 def lab(
     datapath: Optional[list[str]] = typer.Option(
-        None, "--datapath", "-d", help=f"Datapath to measure (repeatable; default: all). One of: {', '.join(DATAPATHS)}. "
+        None, "--datapath", "-d", metavar="DATAPATH", autocompletion=complete_datapath,
+        help=f"Datapath to measure (repeatable; default: all). One of: {', '.join(DATAPATHS)}. "
         "'host' (the reference) is always measured."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Measured seconds per iperf3 test (default 1, after --omit)."),
     omit: int = typer.Option(LAB.omit_s, "--omit", help="iperf3 -O: seconds of slow start not counted (default 1)."),
@@ -59,13 +74,17 @@ def lab(
     busy_threshold: float = typer.Option(BUSY_THRESHOLD, "--busy-threshold",
                                          help="Background-load guard: a repetition is contaminated when other work "
                                               "keeps more than this share of all cores busy just before it."),
-    service_proxy: str = typer.Option("nft", "--service-proxy", help="nft or iptables DNAT for the service test."),
+    service_proxy: str = typer.Option("nft", "--service-proxy", autocompletion=complete_service_proxy,
+                                      help="nft or iptables DNAT for the service test."),
     pin_cpu: int = typer.Option(0, "--pin-cpu",
                                 help="Run both ends of the request/response tests on this CPU (-1: unpinned; "
                                      "a cross-core wake-up on a VM can cost ~100 µs)."),
-    quick: bool = typer.Option(False, "--quick", help="Short smoke run (1 s tests, 1 repetition: no intervals)."),
+    quick: bool = typer.Option(False, "--quick", help="Smoke run: one repetition (no intervals) and a short load "
+                               "guard; the tests keep their 1 s."),
     no_chart: bool = typer.Option(False, "--no-chart", help="Do not write the PNG chart."),
     cleanup: bool = typer.Option(False, "--cleanup", help="Only remove leftovers of lab runs whose process is gone, then exit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result document (JSON, schema v2) on stdout at the end; "
+                                 "progress and the table stay on stderr. With --cleanup: what was removed."),
     run_id: Optional[str] = typer.Option(None, "--run-id", hidden=True, help="Fixed run id (4-12 [a-z0-9], tests)."),
 ) -> None:
     """Measure pod networking datapaths locally, in network namespaces (needs root).
@@ -86,42 +105,59 @@ def lab(
     from cnibench.lab.runner import LabInterrupted, LabOptions, run_lab
 
     console = err_console()
+
+    def refuse(message: str) -> typer.Exit:
+        console.print(message, style="red", markup=False, highlight=False)
+        return typer.Exit(ExitCode.REFUSED)
+
     if cleanup:
         if os.geteuid() != 0:
             console.print("[red]cnibench lab --cleanup needs root[/]")
             raise typer.Exit(ExitCode.REFUSED)
         removed = nsutil.cleanup_stale()
+        if as_json:
+            sys.stdout.write(json.dumps({"removed": {rid: list(items) for rid, items in removed.items()}}, indent=2) + "\n")
         if not removed:
             console.print("no leftovers of dead lab runs")
         for rid, items in removed.items():
             console.print(f"run {rid}: removed {', '.join(items) or 'state'}")
         raise typer.Exit(ExitCode.OK)
 
-    opts = LabOptions(datapaths=tuple(datapath) if datapath else DEFAULT_DATAPATHS, out=out,
-                      split_subnets=split_subnets, streams=streams, udp=not no_udp, service=not no_service,
-                      latency=not no_latency, cpu=not no_cpu, latency_loads=_parse_floats(loads),
-                      udp_rate_mbit=udp_rate, busy_threshold=busy_threshold, omit=omit, repeat_min=repeat_min,
-                      repeat_max=repeat_max, target_half_width=target, service_proxy=service_proxy,
-                      pin_cpu=None if pin_cpu < 0 else pin_cpu,
-                      run_id=run_id, chart=not no_chart)
-    if quick:
-        opts = opts.quick()
-    if duration is not None:
-        opts.duration = duration
-    if rr_duration is not None:
-        opts.rr_duration = rr_duration
-    if repeat is not None:
-        opts.repeat = repeat
+    # every argument is checked here and in LabOptions.validate (run_lab's first step), before the
+    # first namespace, state file or output file exists: a bad one costs nothing and loses nothing
+    try:
+        if pin_cpu < -1:
+            raise InputError(f"--pin-cpu {pin_cpu}: a CPU number, or -1 for unpinned")
+        opts = LabOptions(datapaths=tuple(dict.fromkeys(datapath)) if datapath else DEFAULT_DATAPATHS, out=out,
+                          split_subnets=split_subnets, streams=streams, udp=not no_udp, service=not no_service,
+                          latency=not no_latency, cpu=not no_cpu, latency_loads=_parse_floats(loads),
+                          udp_rate_mbit=udp_rate, busy_threshold=busy_threshold, omit=omit, repeat_min=repeat_min,
+                          repeat_max=repeat_max, target_half_width=target, service_proxy=service_proxy,
+                          pin_cpu=None if pin_cpu < 0 else pin_cpu,
+                          run_id=run_id, chart=not no_chart)
+        if quick:
+            opts = opts.quick()
+        if duration is not None:
+            opts.duration = duration
+        if rr_duration is not None:
+            opts.rr_duration = rr_duration
+        if repeat is not None:
+            opts.repeat = repeat
+        opts.validate()
+        check_output_dir(out, "--out")  # else the results of the whole run are lost at its end
+    except (InputError, ValueError) as exc:
+        raise refuse(str(exc)) from None
     try:
         result = run_lab(opts, console)
     except (PreflightError, ValueError) as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(ExitCode.REFUSED) from None
+        raise refuse(str(exc)) from None
     except (KeyboardInterrupt, LabInterrupted):
         raise typer.Exit(ExitCode.INTERRUPTED) from None
     except Exception as exc:  # noqa: BLE001 - any other failure is reported, and the run has cleaned up
         console.print(f"[red]lab run failed: {type(exc).__name__}: {exc}[/] (everything it created was removed)")
         raise typer.Exit(ExitCode.FAILED) from None
+    if as_json and result.doc is not None:
+        sys.stdout.write(json.dumps(result.doc, indent=2) + "\n")
     raise typer.Exit(result.exit_code)
 
 

@@ -10,7 +10,12 @@ Every object a lab run creates is named after its run id:
 All devices, addresses, routes, FDB/neighbour entries and nft/iptables rules live inside
 those namespaces, so deleting the namespaces (after killing the processes in them)
 removes them. :func:`cleanup_run` does that for one run, :func:`cleanup_stale` for every
-run whose owner process is gone.
+run whose owner process is gone: the owner record holds the PID and that process's start
+time (``/proc/PID/stat`` field 22), so a PID the kernel has since given to another process
+does not keep a dead run's leftovers alive.
+
+pyroute2 forks a helper process to create a namespace and to open a socket inside one.
+:func:`signals_blocked` holds the lab's stop signals over that fork (see there).
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
+from pyroute2 import IPRoute
 from pyroute2 import netns as _netns
 
 NS_PREFIX = "cnb-"
@@ -36,6 +42,7 @@ STATE_ROOT = Path("/run/cnibench")
 RUN_ID_RE = re.compile(r"^[a-z0-9]{4,12}$")
 _NS_RE = re.compile(r"^cnb-([a-z0-9]{4,12})-")
 CLONE_NEWNET = 0x40000000
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what stops a lab run
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -57,14 +64,56 @@ def all_lab_namespaces() -> list[str]:
     return sorted(n for n in _netns.listnetns() if _NS_RE.match(n))
 
 
+# Set by the lab runner while a run is armed: raises for a stop signal whose exception was lost
+# (see :func:`signals_blocked`); a no-op otherwise.
+after_fork_check: Callable[[], None] = lambda: None
+
+
+@contextlib.contextmanager
+def signals_blocked() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP (``pthread_sigmask``) while the body, a pyroute2 call
+    that forks, runs; a signal that arrives meanwhile stays pending until the block ends.
+
+    ``os.fork()`` runs the at-fork hooks (logging's ``_acquireLock`` and ``_releaseLock``) as
+    Python code, and an exception a signal handler raises inside a hook is printed as
+    "Exception ignored" and dropped: the run went on and exited 0 (issue 15: 23 of 80 SIGTERMs
+    sent during namespace creation). With the signals blocked no handler runs in the fork
+    window; on leaving, ``signal.pthread_sigmask`` runs the pending handlers before it
+    returns, so the exception is raised here, in the caller's frame. The mask is this
+    thread's only: a process-directed signal can still go to another thread (numpy's and
+    scipy's OpenBLAS pools exist until the first fork shuts them down) and the main thread
+    then runs the handler anyway; the runner's handler only records a signal inside the
+    at-fork hooks, and :data:`after_fork_check` raises it on leaving the block. The forked
+    child inherits the mask: pyroute2's helper exits by itself (or by its SIGKILL)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        after_fork_check()
+
+
+def ipr_in(ns: str) -> IPRoute:
+    """``IPRoute(netns=ns)``: pyroute2 forks a helper that opens the socket inside ``ns``
+    (signals held over the fork, see :func:`signals_blocked`)."""
+    ipr = None
+    try:
+        with signals_blocked():
+            ipr = IPRoute(netns=ns)
+    except BaseException:
+        if ipr is not None:  # the signal held over the fork is raised on leaving the block
+            ipr.close()
+        raise
+    return ipr
+
+
 def create_ns(name: str) -> None:
     if (NETNS_DIR / name).exists():
         raise RuntimeError(f"network namespace {name} already exists (run id collision?)")
-    _netns.create(name)
+    with signals_blocked():  # pyroute2 forks a helper that unshares and bind-mounts the namespace
+        _netns.create(name)
     # loopback up: nginx/iperf3 bind to the namespace's own addresses only
-    from pyroute2 import IPRoute
-
-    with IPRoute(netns=name) as ipr:
+    with ipr_in(name) as ipr:
         ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
 
 
@@ -117,7 +166,8 @@ def state_dir(run_id: str) -> Path:
 
 
 def claim_run(run_id: str) -> Path:
-    """Create the run's state directory, recording our PID; refuses a live duplicate id."""
+    """Create the run's state directory, recording our PID and its start time; refuses a
+    live duplicate id."""
     if not RUN_ID_RE.match(run_id):
         raise ValueError(f"run id {run_id!r} must be 4-12 lowercase letters/digits")
     d = state_dir(run_id)
@@ -125,22 +175,60 @@ def claim_run(run_id: str) -> Path:
     try:
         d.mkdir()
     except FileExistsError:
-        owner = _owner_pid(run_id)
-        if owner and _alive(owner):
-            raise RuntimeError(f"lab run {run_id} is already running (pid {owner})") from None
+        owner = read_owner(run_id)
+        if owner and owner_alive(owner):
+            raise RuntimeError(f"lab run {run_id} is already running (pid {owner['pid']})") from None
         cleanup_run(run_id)
         d.mkdir()
     tmp = d / f".owner.{os.getpid()}"
-    tmp.write_text(json.dumps({"pid": os.getpid(), "started": time.time()}))
+    tmp.write_text(json.dumps(owner_record()))
     tmp.rename(d / "owner.json")
     return d
 
 
-def _owner_pid(run_id: str) -> int | None:
+def process_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks after boot (``/proc/PID/stat`` field 22,
+    ``starttime``); None if there is no such process. A PID can be reused, the pair
+    (PID, start time) cannot while the machine runs."""
     try:
-        return int(json.loads((state_dir(run_id) / "owner.json").read_text())["pid"])
-    except (OSError, ValueError, KeyError):
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
         return None
+    # field 2 (comm) is in parentheses and may itself hold spaces and ')': split after the last one;
+    # the rest starts at field 3 (state), so field 22 is its 20th entry
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def owner_record(pid: int | None = None) -> dict:
+    """What ``owner.json`` holds: the owner's PID, its start time (field 22 of /proc/PID/stat)
+    and the wall-clock time of the claim (for people)."""
+    pid = os.getpid() if pid is None else pid
+    return {"pid": pid, "starttime": process_start_time(pid), "started": time.time()}
+
+
+def read_owner(run_id: str) -> dict | None:
+    """The run's owner record, or None if it has none (or an unreadable one)."""
+    try:
+        rec = json.loads((state_dir(run_id) / "owner.json").read_text())
+        rec["pid"] = int(rec["pid"])
+        return rec
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def owner_alive(owner: dict) -> bool:
+    """True while the process that claimed the run still runs: its PID is alive (not a zombie)
+    and has the start time recorded with it. A record without a start time (written by an
+    older cnibench) is judged by its PID alone."""
+    pid = owner["pid"]
+    if not _alive(pid):
+        return False
+    recorded = owner.get("starttime")
+    return recorded is None or process_start_time(pid) == recorded
 
 
 def _alive(pid: int) -> bool:
@@ -242,20 +330,21 @@ def cleanup_run(run_id: str) -> list[str]:
 
 
 def stale_runs() -> list[str]:
-    """Run ids with leftovers whose owner process is no longer alive."""
+    """Run ids with leftovers whose owner process is no longer alive: its PID is gone, is a
+    zombie, or now belongs to a process with another start time (a reused PID)."""
     ids = {m.group(1) for n in all_lab_namespaces() if (m := _NS_RE.match(n))}
     if STATE_ROOT.exists():
         ids |= {p.name for p in STATE_ROOT.iterdir() if p.is_dir() and RUN_ID_RE.match(p.name)}
     out = []
     for rid in sorted(ids):
-        owner = _owner_pid(rid)
+        owner = read_owner(rid)
         if owner is None:
             try:  # a run that is just claiming its directory has no owner.json for an instant
                 if time.time() - state_dir(rid).stat().st_mtime < 30:
                     continue
             except OSError:
                 pass
-        elif _alive(owner):
+        elif owner_alive(owner):
             continue
         out.append(rid)
     return out

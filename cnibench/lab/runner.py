@@ -35,6 +35,9 @@ PINNING_NOTE = ("client and server of the request/response, connection-rate, HTT
 
 
 MAX_LOAD = 10.0  # --loads: the largest fraction of the host's maximum message rate
+# --duration/--rr-duration: one test at most an hour (iperf3's own cap, MAX_TIME in src/iperf.h, is 86400 s);
+# a run measures each of its 14 tests per datapath and repetition: the default suite at 3600 s takes 2 weeks
+MAX_TEST_S = 3600
 
 
 class LabInterrupted(BaseException):
@@ -94,9 +97,20 @@ class LabOptions:
             if not (math.isfinite(value) and low <= value <= high):
                 raise ValueError(f"{name} {value!r}: must be a number in [{low:g}, {high:g}]")
 
-        finite("--duration", self.duration, 1, 3600)
-        finite("--rr-duration", self.rr_duration, 1, 3600)
-        finite("--omit", self.omit, 0, 60)
+        # iperf3 3.12 reads -t with atoi (src/iperf_api.c, iperf_parse_arguments): 0.4 becomes 0, and
+        # -t 0 creates no end timer (src/iperf_client_api.c, create_client_timers: `if (test->duration
+        # != 0)`), i.e. an unlimited test; 1.5 becomes 1. sockperf -t and wrk -d take whole seconds
+        # too (measure.py rounds). Whole seconds only, at least 1.
+        for name, value in (("--duration", self.duration), ("--rr-duration", self.rr_duration)):
+            if not (math.isfinite(value) and float(value).is_integer()):
+                raise ValueError(f"{name} {value:g}: must be a whole number of seconds in [1, {MAX_TEST_S}] "
+                                 "(iperf3, sockperf and wrk take whole seconds; iperf3 reads -t 0.4 as 0, "
+                                 "a test without end)")
+            if not 1 <= value <= MAX_TEST_S:
+                raise ValueError(f"{name} {value:g}: must be in [1, {MAX_TEST_S}] seconds (every test runs once "
+                                 "per datapath and repetition: at 3600 s the default suite, 14 tests x 6 "
+                                 "datapaths x 3-4 repetitions, runs for two weeks)")
+        finite("--omit", self.omit, 0, 60)  # iperf3 3.12 refuses -O outside 0..60 (IEOMIT, src/iperf_api.c)
         finite("--busy-threshold", self.busy_threshold, 0.01, 1.0)
         finite("--udp-rate", self.udp_rate_mbit, 1, 100_000)
         if self.repeat is not None and not 1 <= self.repeat <= 100:
@@ -105,11 +119,12 @@ class LabOptions:
             raise ValueError(f"--repeat-min {self.repeat_min} / --repeat-max {self.repeat_max}: "
                              "need 1 <= min <= max <= 100")
         finite("--target-half-width", self.target_half_width, 0.001, 1.0)
-        if not 1 <= self.streams <= 128:  # iperf3's own limit (MAX_STREAMS in iperf3's iperf.h)
+        if not 1 <= self.streams <= 128:  # iperf3's own limit (MAX_STREAMS 128 in src/iperf.h; -P checked in iperf_api.c)
             raise ValueError(f"--streams {self.streams}: iperf3 allows 1 to 128")
-        cpus = os.cpu_count() or 1
-        if self.pin_cpu is not None and not 0 <= self.pin_cpu < cpus:
-            raise ValueError(f"--pin-cpu {self.pin_cpu}: this machine has CPUs 0 to {cpus - 1}")
+        allowed = sorted(os.sched_getaffinity(0))  # taskset can only use the CPUs this process may run on
+        if self.pin_cpu is not None and self.pin_cpu not in allowed:
+            raise ValueError(f"--pin-cpu {self.pin_cpu}: this process may run on CPUs {_cpu_list(allowed)} "
+                             "(or -1: unpinned)")
         if self.service_proxy not in ("nft", "iptables"):
             raise ValueError(f"--service-proxy {self.service_proxy!r}: must be nft or iptables")
         # above 1 the target exceeds what the host network itself reached: the gate must then
@@ -118,6 +133,14 @@ class LabOptions:
             raise ValueError(f"--loads {','.join(map(str, self.latency_loads))}: fractions of the host's maximum "
                              f"message rate, each in (0, {MAX_LOAD:g}] (above 1: more than the host reached, "
                              "which the validity gate refuses)")
+        names = [f"{f * 100:g}" for f in self.latency_loads]  # the test names: latency-<proto>-<pct>pct
+        if len(set(names)) < len(names):
+            raise ValueError(f"--loads {','.join(map(str, self.latency_loads))}: each load at most once "
+                             f"(as percentages: {', '.join(names)})")
+
+
+def _cpu_list(cpus: list[int]) -> str:
+    return f"{cpus[0]} to {cpus[-1]}" if cpus == list(range(cpus[0], cpus[-1] + 1)) else ", ".join(map(str, cpus))
 
 
 @dataclass
@@ -138,17 +161,76 @@ class _Step:
     definition: TestDef
 
 
-_OWNER_PID = [0]
+class _Stop:
+    """The run's stop signals (SIGINT, SIGTERM, SIGHUP).
+
+    The handler records the signal, then raises. Python drops an exception raised where it
+    cannot propagate (an at-fork hook, ``__del__``, a weakref callback: "Exception ignored in
+    ..."), and a ``finally`` further down may replace it with an ordinary error that a
+    datapath's ``except Exception`` reports as a failure. So the recorded signal is raised
+    again at the run's safe points (:func:`_check_interrupt`: between datapaths and tests,
+    after a failed set-up or measurement, at the end of every pyroute2 fork through
+    :func:`nsutil.signals_blocked`): a signal always stops the run. Inside ``os.fork()``'s
+    hooks (``in_fork``) the handler only records, as it does once the clean-up has begun
+    (``cleaning``): the clean-up runs to its end and the run still exits as interrupted."""
+
+    def __init__(self) -> None:
+        self.owner = 0  # the PID of the run; a forked child that inherited the handler has another
+        self.signum: int | None = None
+        self.cleaning = False
+        self.in_fork = False
+
+    def arm(self) -> dict:
+        self.owner, self.signum, self.cleaning, self.in_fork = os.getpid(), None, False, False
+        _register_fork_guard()
+        nsutil.after_fork_check = _check_interrupt
+        # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then
+        # never raises KeyboardInterrupt; the lab must still stop and clean up on Ctrl-C/kill -INT
+        return {s: signal.signal(s, _on_signal) for s in nsutil.STOP_SIGNALS}
+
+    def disarm(self, old: dict) -> None:
+        nsutil.after_fork_check = _no_check
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
-def _raise_interrupt(signum, frame):
-    if os.getpid() != _OWNER_PID[0]:
+def _no_check() -> None:
+    """``nsutil.after_fork_check`` outside a run."""
+
+
+_STOP = _Stop()
+
+
+@functools.cache
+def _register_fork_guard() -> None:
+    """Mark the at-fork hooks of every later ``os.fork()``: the first "before" hook to run (the
+    last registered, so: registered when the first run is armed, after logging's) sets
+    ``_STOP.in_fork``, the last "after" hook clears it. Both are C callables (a partial of
+    setattr): a Python handler runs only between bytecodes, so never inside them."""
+    os.register_at_fork(before=functools.partial(setattr, _STOP, "in_fork", True),
+                        after_in_parent=functools.partial(setattr, _STOP, "in_fork", False),
+                        after_in_child=functools.partial(setattr, _STOP, "in_fork", False))
+
+
+def _interrupt(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else LabInterrupted(signal.Signals(signum).name)
+
+
+def _on_signal(signum, frame):
+    if os.getpid() != _STOP.owner:
         # a forked helper (pyroute2 forks to enter namespaces) inherited this handler:
         # die as the default action would, never unwind into the run's clean-up
         os._exit(128 + signum)
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise LabInterrupted(signal.Signals(signum).name)
+    if _STOP.signum is None:
+        _STOP.signum = signum
+    if not (_STOP.cleaning or _STOP.in_fork):
+        raise _interrupt(signum)
+
+
+def _check_interrupt() -> None:
+    """A safe point: raise for a stop signal whose first exception was lost (see :class:`_Stop`)."""
+    if _STOP.signum is not None and not (_STOP.cleaning or _STOP.in_fork):
+        raise _interrupt(_STOP.signum)
 
 
 def run_lab(opts: LabOptions, console: Console | None = None) -> LabRun:
@@ -159,23 +241,26 @@ def run_lab(opts: LabOptions, console: Console | None = None) -> LabRun:
     preflight.check(latency=opts.latency, service_proxy=opts.service_proxy)
     names = ["host", *[d for d in opts.datapaths if d != "host"]]
     run_id = opts.run_id or nsutil.new_run_id()
-    state = nsutil.claim_run(run_id)
-    _OWNER_PID[0] = os.getpid()
-    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then
-    # never raises KeyboardInterrupt; the lab must still stop and clean up on Ctrl-C/kill -INT
-    old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     clusters: list[topology.Cluster] = []
     servers: list[measure.Servers] = []
     run = LabRun(None, 1, run_id=run_id)
     lo, hi = opts.bounds
     reps = f"{lo} repetitions" if lo == hi else f"{lo} to {hi} repetitions (until every primary ratio is within " \
                                                  f"+-{100 * opts.target_half_width:g} %)"
-    console.print(f"[bold]cnibench lab[/] run [cyan]{run_id}[/]: datapaths {', '.join(names)}; "
-                  f"{reps}; iperf3 {opts.duration:g} s (+{opts.omit} s omitted), sockperf/wrk {opts.rr_duration:g} s; "
-                  "underlay "
-                  f"{'two subnets behind a router' if opts.split_subnets else 'one L2 segment'}")
+    old: dict = {}
+    claimed = False
     try:
+        # the claim and the handlers at once: a signal in between is held, then raised inside this try
+        with nsutil.signals_blocked():
+            state = nsutil.claim_run(run_id)
+            claimed = True
+            old = _STOP.arm()
+        console.print(f"[bold]cnibench lab[/] run [cyan]{run_id}[/]: datapaths {', '.join(names)}; "
+                      f"{reps}; iperf3 {opts.duration:g} s (+{opts.omit} s omitted), sockperf/wrk "
+                      f"{opts.rr_duration:g} s; underlay "
+                      f"{'two subnets behind a router' if opts.split_subnets else 'one L2 segment'}")
         run.doc = _run(opts, names, run_id, state, clusters, servers, console)
+        _check_interrupt()
         doc = run.doc
         out = Path(opts.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -184,10 +269,11 @@ def run_lab(opts: LabOptions, console: Console | None = None) -> LabRun:
             run.png_path = report.write_chart(doc, out / f"lab-{run_id}.png")
         console.print(report.render_table(doc))
         console.print(f"results: {run.json_path}" + (f", chart: {run.png_path}" if run.png_path else ""))
-        failed = [s["name"] for s in doc["subjects"] if s["status"] == "error"]
+        failed = results.failures(doc)  # a failed datapath or measurement: exit 1 (README, Exit codes)
         run.exit_code = ExitCode.FAILED if failed else ExitCode.OK
         if failed:
-            console.print(f"[red]datapaths that failed: {', '.join(failed)}[/]")
+            console.print(f"[red]failed: {'; '.join(failed)}[/]")
+        _check_interrupt()
         return run
     except (KeyboardInterrupt, LabInterrupted) as exc:
         what = "SIGINT" if isinstance(exc, KeyboardInterrupt) else str(exc)
@@ -195,25 +281,31 @@ def run_lab(opts: LabOptions, console: Console | None = None) -> LabRun:
         run.exit_code = ExitCode.INTERRUPTED
         raise
     finally:
-        if os.getpid() != _OWNER_PID[0]:  # pragma: no cover - forked helper unwinding
+        # first, before any call (a signal is handled only at a call or a loop): from here a
+        # signal is recorded, not raised, and the clean-up runs to its end
+        _STOP.cleaning = True
+        if claimed and os.getpid() != _STOP.owner:  # pragma: no cover - forked helper unwinding
             os._exit(1)
-        sig_old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
-            for srv in servers:
-                srv.stop()
-            for c in clusters:
-                c.release_pods()
-            left = nsutil.cleanup_run(run_id)
-            leftovers = nsutil.run_namespaces(run_id) + [str(p) for p in nsutil.run_processes(run_id)]
-            if leftovers:
-                console.print(f"[red]cleanup of run {run_id} left: {leftovers}[/]")
-            elif os.environ.get("CNIBENCH_LAB_DEBUG"):
-                console.print(f"cleanup: {left}")
+            if claimed:
+                for srv in servers:
+                    srv.stop()
+                for c in clusters:
+                    c.release_pods()
+                left = nsutil.cleanup_run(run_id)
+                leftovers = nsutil.run_namespaces(run_id) + [str(p) for p in nsutil.run_processes(run_id)]
+                if leftovers:
+                    console.print(f"[red]cleanup of run {run_id} left: {leftovers}[/]")
+                elif os.environ.get("CNIBENCH_LAB_DEBUG"):
+                    console.print(f"cleanup: {left}")
         finally:
-            for s, h in sig_old.items():
-                signal.signal(s, h)
-            for s, h in old.items():
-                signal.signal(s, h)
+            _STOP.disarm(old)
+        if _STOP.signum is not None and run.exit_code != ExitCode.INTERRUPTED:
+            # a signal during the clean-up (or one whose exception was lost after the last safe point)
+            console.print(f"[yellow]interrupted ({signal.Signals(_STOP.signum).name}): run {run_id} "
+                          "cleaned up[/]")
+            run.exit_code = ExitCode.INTERRUPTED
+            raise _interrupt(_STOP.signum)  # the signal decides the outcome, even over a return
 
 
 @dataclass
@@ -256,6 +348,7 @@ def _run(opts: LabOptions, names: list[str], run_id: str, state: Path, clusters:
     # ---------------------------------------------------------------- build
     active: list[tuple[dict, topology.Cluster, measure.Servers]] = []
     for name in names:
+        _check_interrupt()
         dp = DATAPATHS[name]
         subject = results.new_subject(
             name, "reference" if name == "host" else "datapath", description=dp.description,
@@ -286,6 +379,7 @@ def _run(opts: LabOptions, names: list[str], run_id: str, state: Path, clusters:
             _drop_cluster(cluster, clusters)
             continue
         except Exception as exc:  # noqa: BLE001 - one datapath failing must not stop the others
+            _check_interrupt()  # not a failure if a signal's exception was turned into this one
             subject.update(status="error", error=f"set-up failed: {type(exc).__name__}: {exc}")
             console.print(f"[red]error[/] {name}: set-up failed: {exc}")
             _drop_cluster(cluster, clusters)
@@ -295,6 +389,7 @@ def _run(opts: LabOptions, names: list[str], run_id: str, state: Path, clusters:
         active.append((subject, cluster, srv))
 
     # ---------------------------------------------------------------- calibration on the host network
+    _check_interrupt()
     calib = _calibrate(opts, settings, next(((c, v) for s, c, v in active if s["name"] == "host"), None), console)
     doc["parameters"]["extra"]["calibration"] = calib
 
@@ -311,6 +406,7 @@ def _run(opts: LabOptions, names: list[str], run_id: str, state: Path, clusters:
             for block in blocks:
                 sample, contaminated = _guard(opts, guard, progress, block.subject["name"], rep)
                 for step in block.steps:
+                    _check_interrupt()
                     progress.update(task, description=f"rep {rep + 1}/{hi} {step.subject['name']}: "
                                                       f"{step.test['name']}")
                     if fail_at == "measure":
@@ -318,6 +414,7 @@ def _run(opts: LabOptions, names: list[str], run_id: str, state: Path, clusters:
                     try:
                         record = step.fn(rep)
                     except (measure.MeasureError, OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+                        _check_interrupt()
                         record = records.error_record(rep, str(exc))
                         progress.console.print(f"[red]error[/] {step.subject['name']} {step.test['name']}: {exc}")
                     record["contaminated"] = contaminated

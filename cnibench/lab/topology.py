@@ -23,7 +23,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from cnibench.lab import cni
 from cnibench.lab.datapaths import DATAPATHS, Datapath, KernelFeatureMissing, L2AdjacencyError
-from cnibench.lab.nsutil import NETNS_DIR, create_ns, ns_name, sysctl
+from cnibench.lab.nsutil import NETNS_DIR, create_ns, ipr_in, ns_name, sysctl
 
 UNDERLAY_MTU = 1500
 POD_CIDRS = ("10.244.1.0/24", "10.244.2.0/24")
@@ -50,7 +50,7 @@ class Addressing:
 
 
 def _ipr(ns: str) -> IPRoute:
-    return IPRoute(netns=ns)
+    return ipr_in(ns)  # pyroute2 forks to open the socket in ns: stop signals held over the fork
 
 
 def _idx(ipr: IPRoute, ifname: str) -> int:
