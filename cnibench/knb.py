@@ -23,6 +23,7 @@ KNB_DEFAULT_DURATION_S = 10  # knb v1.5.0: BENCHMARK_DURATION="10"
 # 1 MiB bounds what an import reads and parses, whatever the input.
 MAX_REPORT_BYTES = 1024 * 1024
 MAX_DURATION_S = 86400  # knb passes -d to iperf3 -t, which refuses more (MAX_TIME in iperf3's src/iperf.h)
+MAX_CPUS = 4096  # CPUs of one node: Linux's NR_CPUS maximum on x86_64 is 8192; no cloud node has more than 896
 MAX_DEPTH = 16  # knb's JSON/YAML nests 5 levels (data.pod2pod.tcp.client.cpu.total)
 KNB_CPU_FIELDS = ("user", "nice", "system", "iowait", "steal")
 
@@ -356,21 +357,65 @@ def _usage_record(u: KnbNodeUsage) -> dict[str, Any]:
             "ram_used_mb": u.ram_mb}
 
 
-def _repetition_cpu(t: KnbTest) -> dict[str, Any] | None:
+def _above_idle(busy: float | None, idle: float | None) -> float | None:
+    """The busy share above the node's idle baseline, None when either is unknown."""
+    return None if busy is None or idle is None else busy - idle
+
+
+def _repetition_cpu(t: KnbTest, idle: KnbTest | None, cpus: int | None) -> dict[str, Any] | None:
+    """The CPU record of one knb test: the busy shares knb sampled and, when the report has its
+    idle test, the shares above that idle baseline (``idle_corrected``). knb's figures are
+    percent of the whole node and it does not report the node's CPU count: CPU seconds per
+    Gbit/s need ``cpus`` (given on import), else only the busy share per Gbit/s is published."""
     if t.client.empty and t.server.empty:
         return None
     busy = [v for v in (t.client.cpu_total, t.server.cpu_total) if v is not None]
-    return {
+    cpu: dict[str, Any] = {
         # both nodes: the mean of their busy shares is the busy share of the pair's CPUs when the
         # two nodes are the same size, which knb assumes (it compares two nodes of one cluster)
         "busy_percent": statistics.fmean(busy) if busy else None,
-        "cpu_seconds_per_gbit": None,  # knb does not report the node's CPU count
+        "cpu_seconds_per_gbit": None,
         "client_busy_percent": t.client.cpu_total,
         "server_busy_percent": t.server.cpu_total,
         "client_mem_used_mb": t.client.ram_mb,
         "server_mem_used_mb": t.server.ram_mb,
         "source": "knb monitor (sar 1 1 and free -m on each node, averaged over the test)",
+        "idle_corrected": False,
     }
+    sides = {"client": _above_idle(t.client.cpu_total, idle.client.cpu_total if idle else None),
+             "server": _above_idle(t.server.cpu_total, idle.server.cpu_total if idle else None)}
+    if idle is None or any(v is None for v in sides.values()):
+        cpu["idle_correction"] = ("not possible: the report has no idle test" if idle is None else
+                                  "not possible: the idle test or this test has no CPU figure for a node")
+        return cpu
+    if any(v is not None and v <= 0 for v in sides.values()):
+        low = ", ".join(k for k, v in sides.items() if v is not None and v <= 0)
+        cpu["idle_correction"] = f"not possible: the {low} was no busier than at idle (sampling noise)"
+        return cpu
+    above = [v for v in sides.values() if v is not None]
+    cpu.update(idle_corrected=True, idle_correction="the idle test's busy share subtracted per node",
+               busy_above_idle_percent=statistics.fmean(above),
+               client_busy_above_idle_percent=sides["client"], server_busy_above_idle_percent=sides["server"])
+    gbit_s = (t.bandwidth_mbit_s or 0) / 1000.0
+    if cpus and gbit_s > 0:
+        # percent of a node of `cpus` CPUs -> CPU seconds per second; per Gbit/s -> CPU s per Gbit
+        per_side = {k: (v or 0) / 100 * cpus / gbit_s for k, v in sides.items()}
+        cpu.update(cpu_seconds_per_gbit=sum(per_side.values()),
+                   client_cpu_seconds_per_gbit=per_side["client"], server_cpu_seconds_per_gbit=per_side["server"],
+                   basis=f"both nodes' busy share above idle x {cpus} CPUs (given on import) / Gbit/s")
+    return cpu
+
+
+def knb_date_iso(date: str | None) -> str | None:
+    """knb's run date (``date -u "+%Y-%m-%d %H:%M:%S"``; the text report adds " UTC") as an
+    RFC 3339 UTC timestamp, or None when it is not one."""
+    import datetime as _dt
+
+    try:
+        parsed = _dt.datetime.strptime((date or "").strip(), "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def to_document(
@@ -378,6 +423,7 @@ def to_document(
     *,
     subject: str | None = None,
     duration_s: float | None = None,
+    cpus: int | None = None,
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """The result document (schema v1, ``origin: knb``) of one knb report.
@@ -385,16 +431,21 @@ def to_document(
     One subject (kind ``knb``) named ``subject`` (default: the run name knb printed); no host
     reference (knb measures none), so efficiencies stay null. ``duration_s`` is the ``-d`` the
     run used: it is not in the report, knb's default (10 s) is assumed and said so otherwise.
+    ``cpus`` is the CPU count of each node (not in the report either): with it, the
+    idle-corrected CPU cost is published as CPU seconds per Gbit/s. ``created`` is knb's run
+    date when the report has one (the import time is kept in ``environment.extra.knb``).
     """
     if duration_s is not None and not (math.isfinite(duration_s) and 0 < duration_s <= MAX_DURATION_S):
         raise InputError(f"duration {duration_s!r}: the seconds per test of the knb run (its -d), "
                          f"a number in (0, {MAX_DURATION_S}]")
+    if cpus is not None and not (isinstance(cpus, int) and 1 <= cpus <= MAX_CPUS):
+        raise InputError(f"cpus {cpus!r}: the CPU count of each node of the knb run, an integer in 1..{MAX_CPUS}")
     name = subject or report.name
     mtus = report.mtus
     environment = {
         "kernel": report.kernel or "unknown",
         "hostname": report.metadata.get("server-node") or "unknown",
-        "cpus": None,  # knb reports the CPU model, not the count
+        "cpus": cpus,  # knb reports the CPU model, not the count: given on import, else unknown
         "underlay_mtu": None,
         "extra": {
             "cpu_model": report.cpu_model,
@@ -416,12 +467,17 @@ def to_document(
     }
     doc = results.new_document("knb", run_id=run_id or f"knb:{report.name}", environment=environment,
                                parameters=parameters, reference="host")
+    knb_meta: dict[str, Any] = doc["environment"]["extra"]["knb"]
+    knb_meta["imported_utc"] = doc["created"]
+    knb_meta["cpus_source"] = "given on import" if cpus else "unknown (not in a knb report)"
+    if (run_date := knb_date_iso(report.metadata.get("date"))) is not None:
+        doc["created"] = run_date
     subj = results.new_subject(
         name, "knb", description=f"knb {report.version or '?'} report '{report.name}'",
         configured_mtu=mtus[0] if mtus else None,
     )
     idle = report.test("idle")
-    subj["extra"] = {"discovered_mtu": report.mtu}
+    subj["extra"] = {"discovered_mtu": report.mtu, "mtu_source": "knb: the server pod's UP interfaces (pod MTU)"}
     if idle is not None:
         subj["extra"]["idle"] = {"client": _usage_record(idle.client), "server": _usage_record(idle.server)}
     for (section, proto), spec in _SECTIONS.items():
@@ -433,7 +489,7 @@ def to_document(
                                 statistic="receiver throughput, one knb run (imported; no interval)")
         test["parameters"] = {"knb_section": f"{section}.{proto}", "streams": 1}
         rep: dict[str, Any] = {"index": 0, "valid": True, "invalid_reason": None}
-        cpu = _repetition_cpu(t)
+        cpu = _repetition_cpu(t, idle, cpus)
         if cpu:
             rep["cpu"] = cpu
         rep["details"] = {"client": _usage_record(t.client), "server": _usage_record(t.server)}
@@ -450,6 +506,11 @@ def to_document(
     doc["subjects"].append(subj)
     results.finalize(doc)
     summarize_node_usage(doc)
+    for test in subj["tests"]:
+        # one repetition per test: its CPU record is the test's (finalize keeps a few keys only)
+        rep_cpu = test["repetitions"][0].get("cpu") if test["repetitions"] else None
+        if rep_cpu and test.get("cpu") is not None:
+            test["cpu"] = {**rep_cpu, **{k: v for k, v in test["cpu"].items() if v is not None}}
     return doc
 
 

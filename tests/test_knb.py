@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cnibench import knb, parsers, results
 from cnibench.cli import app
-from cnibench.errors import ExitCode
+from cnibench.errors import ExitCode, InputError
 
 DATA = Path(__file__).resolve().parent / "data" / "knb"
 
@@ -160,7 +160,15 @@ def test_cli_import_knb_prints_the_document():
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
     results.validate(doc)
-    assert doc["subjects"][0]["name"] == "cnibench-lab vxlan - MTU 1450 - Run 2"
+    # named after the file, which a reader can tell apart (knb's run name stays in the environment)
+    assert doc["subjects"][0]["name"] == "lab-run2-vxlan"
+    assert doc["environment"]["extra"]["knb"]["name"] == "cnibench-lab vxlan - MTU 1450 - Run 2"
+
+
+def test_cli_import_knb_stdin_keeps_knbs_run_name():
+    out = runner.invoke(app, ["import", "knb", "-"], input=read("lab-run2-vxlan.txt"))
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["subjects"][0]["name"] == "cnibench-lab vxlan - MTU 1450 - Run 2"
 
 
 def test_cli_import_knb_options_and_stdin(tmp_path):
@@ -183,3 +191,105 @@ def test_cli_import_knb_errors(tmp_path):
 
 def test_results_module_reaches_the_knb_parser():
     assert knb.parse_knb(read("lab-run2-vxlan.json")) == knb.parse_knb(read("lab-run2-vxlan.json"))
+
+
+# ----------------------------------------------------------------- issue 14, item 4: knb facts
+
+
+def test_created_is_knbs_run_date_and_the_import_time_is_kept():
+    doc = knb.import_report(read("lab-run1.json"))
+    assert doc["created"] == "2026-11-22T07:14:20+00:00"  # " Date : 2026-11-22 07:14:20 UTC" in lab-run1.txt
+    assert doc["environment"]["extra"]["knb"]["imported_utc"] != doc["created"]
+    assert knb.import_report(read("lab-run1.txt"))["created"] == doc["created"]
+    assert knb.knb_date_iso("2026-13-45 07:14:20") is None and knb.knb_date_iso(None) is None
+
+
+def test_cpu_is_idle_corrected_per_node():
+    """lab-run1.json: pod2pod tcp client 65.02 %, server 65.01 %; idle 0.97 % / 1.06 %; 13648 Mbit/s."""
+    tcp = next(t for t in knb.import_report(read("lab-run1.json"))["subjects"][0]["tests"] if t["name"] == "tcp")
+    cpu = tcp["cpu"]
+    assert cpu["idle_corrected"] is True
+    assert cpu["client_busy_above_idle_percent"] == pytest.approx(65.02 - 0.97)
+    assert cpu["server_busy_above_idle_percent"] == pytest.approx(65.01 - 1.06)
+    assert cpu["busy_above_idle_percent"] == pytest.approx((64.05 + 63.95) / 2)
+    assert cpu["busy_percent"] == pytest.approx((65.02 + 65.01) / 2)  # the raw share stays as knb sampled it
+    assert cpu["cpu_seconds_per_gbit"] is None  # no CPU count in a knb report
+
+
+def test_cpu_seconds_per_gbit_with_the_cpu_count_given():
+    doc = knb.import_report(read("lab-run1.json"), cpus=2)
+    assert doc["environment"]["cpus"] == 2
+    cpu = next(t for t in doc["subjects"][0]["tests"] if t["name"] == "tcp")["cpu"]
+    # (64.05 % + 63.95 %) of 2 CPUs = 2.56 CPU s per second, at 13.648 Gbit/s
+    assert cpu["cpu_seconds_per_gbit"] == pytest.approx(1.28 * 2 / 13.648)
+    assert cpu["client_cpu_seconds_per_gbit"] == pytest.approx(0.6405 * 2 / 13.648)
+    with pytest.raises(InputError, match="cpus 0"):
+        knb.import_report(read("lab-run1.json"), cpus=0)
+
+
+def test_no_idle_test_no_correction_and_it_says_why():
+    data = json.loads(_repaired("lab-run1.json"))
+    del data["data"]["idle"]
+    tcp = next(t for t in knb.import_report(json.dumps(data), cpus=2)["subjects"][0]["tests"] if t["name"] == "tcp")
+    assert tcp["cpu"]["idle_corrected"] is False and "no idle test" in tcp["cpu"]["idle_correction"]
+    assert tcp["cpu"]["cpu_seconds_per_gbit"] is None and "busy_above_idle_percent" not in tcp["cpu"]
+
+
+def test_below_idle_is_not_corrected_into_a_negative_cost():
+    data = json.loads(_repaired("lab-run1.json"))
+    data["data"]["idle"]["client"]["cpu"]["total"] = 99.0
+    tcp = next(t for t in knb.import_report(json.dumps(data))["subjects"][0]["tests"] if t["name"] == "tcp")
+    assert tcp["cpu"]["idle_corrected"] is False and "client was no busier than at idle" in tcp["cpu"]["idle_correction"]
+
+
+def _repaired(name: str) -> str:
+    """lab-run1.json as strict JSON (knb leaves \\r inside strings)."""
+    return read(name).decode().replace("\r", "")
+
+
+def test_cli_several_files_into_a_directory(tmp_path):
+    out = tmp_path / "docs"
+    res = runner.invoke(app, ["import", "knb", str(DATA / "lab-run1.json"), str(DATA / "lab-run2-vxlan.txt"),
+                              "--cpus", "2", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["lab-run1.json", "lab-run2-vxlan.json"]
+    docs = {p.stem: json.loads(p.read_text()) for p in out.iterdir()}
+    assert {d["subjects"][0]["name"] for d in docs.values()} == {"lab-run1", "lab-run2-vxlan"}
+    assert all(d["environment"]["cpus"] == 2 for d in docs.values())
+    assert f"wrote {out / 'lab-run1.json'}" in res.stderr
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["A", "B"], "2 files and no --out"),
+    (["A", "B", "--subject", "x", "-o", "{T}/d"], "--subject 'x' with 2 files"),
+    (["A", "A2", "-o", "{T}/d"], "would both be written as"),
+    (["A", "NOPE", "-o", "{T}/d"], "cannot read"),
+    (["A", "BAD", "-o", "{T}/d"], "no 'data' section"),
+    (["A", "B", "-o", "{T}/file"], "is not a directory"),
+    (["-", "-", "-o", "{T}/d"], "stdin) given more than once"),
+    (["A", "--cpus", "0"], "--cpus 0"),
+    (["A", "--out", "{T}/a.json", "--output", "{T}/b.json"], "give it once"),
+])
+def test_cli_several_files_refusals_write_nothing(tmp_path, argv, needle):
+    (tmp_path / "in").mkdir()
+    files = {"A": DATA / "lab-run1.json", "B": DATA / "lab-run2-vxlan.json", "A2": DATA / "lab-run1.txt",
+             "NOPE": tmp_path / "nope.json", "BAD": tmp_path / "in" / "bad.json"}
+    files["BAD"].write_text("{}")
+    (tmp_path / "file").write_text("x")
+    args = [str(files[a]) if a in files else a.replace("{T}", str(tmp_path)) for a in argv]
+    res = runner.invoke(app, ["import", "knb", *args])
+    assert res.exit_code == ExitCode.REFUSED and needle in res.stderr, res.output
+    assert res.stdout == "" and not (tmp_path / "d").exists() and (tmp_path / "file").read_text() == "x"
+
+
+def test_cli_out_cannot_overwrite_its_input(tmp_path):
+    src = tmp_path / "run.json"
+    src.write_bytes(read("lab-run1.json"))
+    res = runner.invoke(app, ["import", "knb", str(src), "-o", str(src)])
+    assert res.exit_code == ExitCode.REFUSED and "is the input" in res.stderr
+    assert src.read_bytes() == read("lab-run1.json")
+
+
+def test_cli_output_is_the_old_name_of_out(tmp_path):
+    res = runner.invoke(app, ["import", "knb", str(DATA / "lab-run1.json"), "--output", str(tmp_path / "a.json")])
+    assert res.exit_code == 0 and json.loads((tmp_path / "a.json").read_text())["origin"] == "knb"
