@@ -106,7 +106,9 @@ def test_a_missing_cli_is_named_with_where_to_get_it(tmp_path, monkeypatch):
     assert backend.find_pulumi_cli() == str(home)
 
 
-def test_without_the_cli_the_command_stops_before_the_checks_and_the_cost(tmp_path, monkeypatch):
+def test_without_the_cli_the_command_stops_after_the_checks_and_before_the_cost(tmp_path, monkeypatch):
+    """The offline checks (configs, the policy check) come first, so a bad value is named with its
+    flag on any machine; the missing CLI comes next, before the cost table and the question."""
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.setattr(backend, "PULUMI_INSTALL_ROOT", tmp_path / "no-pulumi-home")
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test")
@@ -121,7 +123,8 @@ def test_without_the_cli_the_command_stops_before_the_checks_and_the_cost(tmp_pa
     assert code == EXIT_REFUSED
     assert "the Pulumi CLI (pulumi) is not installed or not on PATH" in text
     assert "https://www.pulumi.com/docs/iac/download-install/" in text
-    assert "estimated cost" not in text and checked == []  # before the policy check and the cost table
+    assert "estimated cost" not in text  # before the cost table and the question
+    assert checked == ["ipvlan"]  # after the offline policy check
     assert "[Errno 2]" not in text and not (tmp_path / "out").exists()
 
 

@@ -1,9 +1,12 @@
 """``cnibench matrix``: ephemeral stacks per variant (core in :mod:`cnibench.matrix`), live progress, exit codes.
 
-Order before anything is created: the Pulumi workspace (the CLI, the passphrase), every config and
-the offline policy check, the cost table, the question. Exit codes (README "Exit codes"): a "no"
-to the question is 0 (nothing created), to ``--cleanup``'s question 4 (what it listed still
-exists); a question nobody can answer (stdin closed, no ``--yes``) is refused, 2."""
+Order before anything is created: first everything that can be checked offline (every flag,
+``-c``, ``--prices``, ``--out``, every variant's config and the offline policy check), then the
+Pulumi workspace (the CLI, the passphrase), then the cost table and the question. So a bad value
+is named with its flag whatever the machine has installed, and a missing prerequisite never
+follows a "yes". Exit codes (README "Exit codes"): a refused input is 2, a mandatory policy
+violation 3; a "no" to the question is 0 (nothing created), to ``--cleanup``'s question 4 (what
+it listed still exists); a question nobody can answer (stdin closed, no ``--yes``) is refused, 2."""
 
 from __future__ import annotations
 
@@ -20,10 +23,10 @@ from rich.live import Live
 from rich.table import Table
 
 from cnibench import matrix as mx
-from cnibench.cli.console import NoAnswer, ask
+from cnibench.cli.console import NoAnswer, ask, check_output_dir, err_console
 from cnibench.cli.extras import require_cloud
 from cnibench.config import ConfigError
-from cnibench.errors import CnibenchError, ExitCode
+from cnibench.errors import CnibenchError, ExitCode, InputError
 from cnibench.matrix import pricing, sweep
 from cnibench.matrix.backend import WORKSPACE_NAME
 from cnibench.project import find_project_dir, load_stack_file, parse_overrides, project_defaults, stacks
@@ -64,31 +67,34 @@ def run_matrix_command(
     state_dir: Path | None = None,
 ) -> int:
     console = console or Console(stderr=True)
-    try:  # first: a missing CLI or passphrase should come before the checks, the cost and a "yes"
-        backend = backend_factory()
-    except Exception as exc:  # noqa: BLE001 - no pulumi CLI, no passphrase, bad backend URL
-        console.print("[red]cannot open the Pulumi workspace:[/] ", end="")
-        console.print(str(exc), markup=False, highlight=False)
+    # first what needs nothing installed: the price table, every config, the offline policy check
+    try:
+        price_table = pricing.load_table(prices)
+    except pricing.PriceError as exc:  # a --prices file that cannot be read or is malformed
+        _refused(console, "--prices refused" if prices is not None else "price table refused", exc)
         return EXIT_REFUSED
     try:
         configs, advisories = mx.prepare(list(opts.variants), opts, preflight, project_dir)
     except CnibenchError as exc:
-        console.print(f"[red]refused before creating anything:[/] {exc}")
+        _refused(console, "refused before creating anything", exc)
         return exc.exit_code
     for a in advisories:
-        console.print(f"[yellow]advisory:[/] {a}")
-    try:
-        est = pricing.estimate(configs, pricing.load_table(prices), opts.timeout)
-    except (pricing.PriceError, OSError) as exc:  # a --prices file that cannot be read or is malformed
-        console.print(f"[red]price table refused:[/] {exc}")
+        console.print("[yellow]advisory:[/] ", end="")
+        console.print(a, markup=False, highlight=False)
+    try:  # then the prerequisites: the Pulumi CLI, the passphrase; both before the cost and a "yes"
+        backend = backend_factory()
+    except Exception as exc:  # noqa: BLE001 - no pulumi CLI, no passphrase, an unreadable workspace
+        _refused(console, "cannot open the Pulumi workspace", exc)
         return EXIT_REFUSED
+    est = pricing.estimate(configs, price_table, opts.timeout)
     table = Table(title="estimated cost (upper bound)")
     for col in ("variant", "region", "instances", "hours", est.currency):
         table.add_column(col)
     for row in pricing.rows(est):
         table.add_row(*row)
     console.print(table)
-    console.print(f"total: [bold]{est.summary()}[/] for {len(est.lines)} variant(s), {opts.parallel} at a time")
+    at_a_time = min(opts.parallel, len(est.lines))
+    console.print(f"total: [bold]{est.summary()}[/] for {len(est.lines)} variant(s), {at_a_time} at a time")
     for line in est.unknown:
         console.print(f"[yellow]cost unknown for {line.variant}:[/] {line.unknown}")
     console.print(f"[dim]assumption: {est.assumption}[/]")
@@ -161,12 +167,52 @@ def _finish(result: mx.MatrixReport, opts: mx.MatrixOptions, owner: mx.OwnerReco
     return 0 if result.ok else EXIT_FAILED
 
 
-def _parse_overrides(pairs: list[str], console: Console) -> dict[str, str]:
+def _refused(console: Console, heading: str, exc: BaseException) -> None:
+    """``heading: message``, or the heading and one line per problem; never read as markup
+    (a value such as ``[40,80]`` is printed as it is)."""
+    problems = getattr(exc, "problems", None)
+    if problems:
+        first = str(exc).splitlines()[0]  # "invalid cnibench configuration:", "mandatory policy violations:"
+        console.print(f"[red]{heading}:[/]" + (f" {first}" if first.endswith(":") else ""), highlight=False)
+        for problem in problems:
+            console.print(f"  - {problem}", markup=False, highlight=False)
+    else:
+        console.print(f"[red]{heading}:[/] ", end="")
+        console.print(str(exc), markup=False, highlight=False)
+
+
+def check_inputs(*, variants: list[str], parallel: int, out: Path, config: list[str], timeout: float,
+                 expiry_hours: int | None, backend_url: str | None, secrets_provider: str, esc_env: list[str],
+                 cleanup: bool, all_stacks: bool, region: list[str], no_sweep: bool) -> mx.MatrixOptions:
+    """Every flag of a matrix run checked offline (no Pulumi CLI, workspace or network): the
+    options, ``-c`` keys, the backend URL, the secrets provider, ``--esc-env`` and ``--out``.
+    Raises :class:`mx.OptionsError` with every problem, each naming its flag and value."""
+    problems: list[str] = []
+    if not cleanup:
+        for flag, given in (("--all", all_stacks), ("--region", bool(region)), ("--no-sweep", no_sweep)):
+            if given:
+                problems.append(f"{flag}: only with --cleanup (it selects what the cleanup removes or sweeps); "
+                                f"add --cleanup, or leave {flag} out")
     try:
-        return parse_overrides(pairs)
+        overrides = parse_overrides(config)
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(EXIT_REFUSED) from None
+        problems += exc.problems
+        overrides = {}
+    opts = mx.MatrixOptions(variants=tuple(variants), out=out, parallel=parallel, timeout=timeout,
+                            overrides=overrides, expiry_hours=expiry_hours)
+    try:
+        opts.validate()
+    except mx.OptionsError as exc:
+        problems += exc.problems
+    for check in (lambda: mx.check_backend_url(backend_url), lambda: mx.check_secrets_provider(secrets_provider),
+                  lambda: mx.check_environments(esc_env), lambda: check_output_dir(out, "--out")):
+        try:
+            check()
+        except InputError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise mx.OptionsError(problems)
+    return opts
 
 
 def threading_main() -> bool:
@@ -332,16 +378,16 @@ def matrix(
     variant: Optional[list[str]] = typer.Option(
         None, "--variant", "-v", metavar="VARIANT", autocompletion=complete_variant,
         help=f"Variant to run (repeatable). One of: {', '.join(CATALOG)}."),
-    parallel: int = typer.Option(1, "--parallel", "-p", min=1, help="Stacks deployed at the same time."),
+    parallel: int = typer.Option(1, "--parallel", "-p", help=f"Stacks deployed at the same time (1 to {len(CATALOG)})."),
     out: Path = typer.Option(Path("results/matrix"), "--out", "-o", help="Directory for results, logs and the report."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before spending money (or destroying in --cleanup)."),
     config: Optional[list[str]] = typer.Option(None, "--config", "-c", help="Config override key=value for every variant (repeatable), e.g. instanceType=c6i.4xlarge."),
-    timeout: float = typer.Option(7200, "--timeout", min=60, help="Seconds for each variant's pulumi up (provisioning + benchmark); then it is interrupted and destroyed."),
+    timeout: float = typer.Option(7200, "--timeout", help="Seconds for each variant's pulumi up (provisioning + benchmark, 60 to 604800); then it is interrupted and destroyed."),
     backend_url: Optional[str] = typer.Option(None, "--backend", envvar="PULUMI_BACKEND_URL", help="Pulumi backend URL: file://<dir>, s3://<bucket>, https://api.pulumi.com... (default: file://~, as pulumi login --local)."),
     secrets_provider: str = typer.Option("passphrase", "--secrets-provider", help="Secrets provider of new stacks (passphrase: the passphrase from PULUMI_CONFIG_PASSPHRASE, else the file named by PULUMI_CONFIG_PASSPHRASE_FILE, as the Pulumi CLI reads them; or awskms://..., gcpkms://..., hashivault://..., azurekeyvault://..., default for Pulumi Cloud's)."),
     esc_env: Optional[list[str]] = typer.Option(None, "--esc-env", metavar="ENVIRONMENT", help="Pulumi ESC environment ([org/]project/env) imported into every ephemeral stack (pulumi config env add), e.g. one that supplies AWS credentials through OIDC; repeatable, merged in order. Needs a Pulumi Cloud login for ESC."),
     prices: Optional[Path] = typer.Option(None, "--prices", exists=True, dir_okay=False, help="Price table (YAML: regions -> region -> instance type -> USD/hour) instead of cnibench/data/ec2-prices.yaml; a region or type missing from it is run with its cost shown as unknown."),
-    expiry_hours: Optional[int] = typer.Option(None, "--expiry-hours", min=1, help="cnibench:expiryHours of the stacks (default: timeout + destroy, at least 8)."),
+    expiry_hours: Optional[int] = typer.Option(None, "--expiry-hours", help="cnibench:expiryHours of the stacks, 1 to 720, at least timeout + destroy (default: timeout + destroy, at least 8)."),
     cleanup: bool = typer.Option(False, "--cleanup", help="Find matrix stacks past their expiry or of a dead run (owner record), destroy and remove them, sweep tagged AWS resources no state knows, then exit."),
     all_stacks: bool = typer.Option(False, "--all", help="With --cleanup: every matrix stack, expired or not, except those of a run that is still alive (owner record)."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", envvar="CNIBENCH_STATE_DIR", file_okay=False, help="Directory of the runs' owner records (default: $XDG_STATE_HOME/cnibench/matrix or ~/.local/state/cnibench/matrix)."),
@@ -354,33 +400,36 @@ def matrix(
     runs (a mandatory violation stops everything) and the estimated cost is shown and confirmed.
     """
     require_cloud("cnibench matrix")
-    console = Console(stderr=True)
+    console = err_console()
     workspace = (state_dir or mx.default_state_dir()) / WORKSPACE_NAME
+    try:  # everything that can be checked offline, before the Pulumi CLI or a workspace
+        if cleanup:
+            backend_url = mx.check_backend_url(backend_url)
+            provider = mx.check_secrets_provider(secrets_provider)
+            opts: mx.MatrixOptions | None = None
+        else:
+            opts = check_inputs(variants=list(variant or []), parallel=parallel, out=out, config=list(config or []),
+                                timeout=timeout, expiry_hours=expiry_hours, backend_url=backend_url,
+                                secrets_provider=secrets_provider, esc_env=list(esc_env or []), cleanup=cleanup,
+                                all_stacks=all_stacks, region=list(region or []), no_sweep=no_sweep)
+            provider = mx.check_secrets_provider(secrets_provider)
+    except InputError as exc:
+        _refused(console, "refused before anything ran", exc)
+        raise typer.Exit(EXIT_REFUSED) from None
 
     def factory() -> mx.StackBackend:
-        return mx.AutomationBackend(None, backend_url, None if secrets_provider == "default" else secrets_provider,
-                                    work_dir=workspace, environments=tuple(esc_env or ()))
+        return mx.AutomationBackend(None, backend_url, provider, work_dir=workspace, environments=tuple(esc_env or ()))
 
-    if cleanup:
+    if opts is None:
         try:
             backend = factory()
         except Exception as exc:  # noqa: BLE001
-            console.print("[red]cannot open the Pulumi workspace:[/] ", end="")
-            console.print(str(exc), markup=False, highlight=False)
+            _refused(console, "cannot open the Pulumi workspace", exc)
             raise typer.Exit(EXIT_REFUSED) from None
         regions = list(region or []) or sweep_regions()
         sweeper = None if no_sweep else (lambda: sweep.aws_clients(regions))
         raise typer.Exit(run_cleanup_command(backend, include_unexpired=all_stacks, yes=yes, confirm=ask, console=console,
                                              state_dir=state_dir, sweeper=sweeper))
-    if not variant:
-        console.print("[red]give at least one --variant[/] (or --cleanup); variants: " + ", ".join(CATALOG))
-        raise typer.Exit(EXIT_REFUSED)
-    unknown = [v for v in variant if v not in CATALOG]
-    if unknown:  # before the workspace: a typo is named first, with the valid names
-        console.print(f"[red]unknown variant(s) {', '.join(unknown)}[/]; valid: {', '.join(CATALOG)}")
-        raise typer.Exit(EXIT_REFUSED)
-    opts = mx.MatrixOptions(variants=tuple(variant), out=out, parallel=parallel, timeout=timeout,
-                            overrides=_parse_overrides(config or [], console), expiry_hours=expiry_hours)
     code = run_matrix_command(opts, backend_factory=factory, preflight=mx.default_preflight(), confirm=ask,
                               yes=yes, prices=prices, console=console, state_dir=state_dir)
     raise typer.Exit(code)

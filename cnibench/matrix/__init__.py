@@ -17,19 +17,26 @@ from cnibench.matrix.backend import (
     StackHandle,
     StackInfo,
     StackLocked,
+    check_backend_url,
+    check_environments,
+    check_secrets_provider,
     flatten_config,
     require_project_dir,
     short_error,
 )
 from cnibench.matrix.cleanup import Leftover, Untouched, cleanup, find_leftovers, lock_decision, prune_records
-from cnibench.matrix.gate import PolicyViolation, Preflight, default_preflight, policy_gate, prepare
+from cnibench.matrix.gate import PolicyViolation, Preflight, attribute_overrides, default_preflight, policy_gate, prepare
 from cnibench.matrix.names import STACK_PREFIX, ParsedName, parse_stack_name, stack_name
 from cnibench.matrix.owner import OwnerRecord, default_state_dir, load_records
 from cnibench.matrix.runner import (
     DEFAULT_EXPIRY_HOURS,
+    MAX_PARALLEL,
+    MAX_TIMEOUT_S,
+    MIN_TIMEOUT_S,
     MatrixOptions,
     MatrixReport,
     MatrixRunner,
+    OptionsError,
     VariantRun,
     expiry_hours_for,
     plan_runs,
@@ -45,4 +52,6 @@ __all__ = [
     "require_project_dir", "short_error", "stack_name", "stack_values",
     "OwnerRecord", "StackLocked", "Untouched", "default_state_dir", "load_records", "lock_decision", "plan_runs",
     "prune_records", "stop_deadline",
+    "MAX_PARALLEL", "MAX_TIMEOUT_S", "MIN_TIMEOUT_S", "OptionsError", "attribute_overrides", "check_backend_url",
+    "check_environments", "check_secrets_provider",
 ]

@@ -8,6 +8,7 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,66 @@ PULUMI_INSTALL_URL = "https://www.pulumi.com/docs/iac/download-install/"
 # where the Pulumi installer (get.pulumi.com) puts the CLI; its PATH entry is added to the shell's rc file
 PULUMI_INSTALL_ROOT = Path("~/.pulumi")
 WORKSPACE_NAME = "workspace"  # <state dir>/workspace: the ephemeral stacks' Pulumi.yaml and stack settings
+# The backends `pulumi login` knows (pulumi/pulumi pkg/backend/diy: file, s3, azblob, gs; else a
+# Pulumi Cloud or self-hosted service URL, https:// or http://).
+BACKEND_SCHEMES = ("file", "s3", "azblob", "gs", "https", "http")
+BACKEND_HELP = ("file://<dir> (file://~ is ~/.pulumi), s3://<bucket>, azblob://<container>, gs://<bucket>, "
+                "https://api.pulumi.com or another service URL; leave it out for file://~")
+# `pulumi stack init --secrets-provider`: passphrase, default (the backend's own; Pulumi Cloud's
+# with a service backend) or a KMS URL of one of these schemes.
+SECRETS_SCHEMES = ("awskms", "azurekeyvault", "gcpkms", "hashivault")
+SECRETS_HELP = ("passphrase, default, or a key URL: awskms://<key id>, azurekeyvault://<vault>/keys/<key>, "
+                "gcpkms://projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>, hashivault://<key>")
+_NO_SPACE = re.compile(r"^\S+$")
+_ESC_ENV = re.compile(r"^(?:[A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+(?:@[A-Za-z0-9_.-]+)?$")
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
+
+
+def check_backend_url(url: str | None) -> str:
+    """The ``--backend`` URL (or ``$PULUMI_BACKEND_URL``), checked offline: one of
+    :data:`BACKEND_SCHEMES` with something after ``://``, no whitespace. Raises :class:`InputError`."""
+    if url is None:
+        return DEFAULT_BACKEND
+    flag = "--backend (or $PULUMI_BACKEND_URL)"
+    if not url.strip():
+        raise InputError(f"{flag} {url!r}: empty; give {BACKEND_HELP}")
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in BACKEND_SCHEMES:
+        what = f"unknown scheme {scheme}://" if sep else "no scheme"
+        raise InputError(f"{flag} {_shown(url)}: {what}; give {BACKEND_HELP}")
+    if not rest or not _NO_SPACE.match(url):
+        raise InputError(f"{flag} {_shown(url)}: " + ("nothing after ://" if not rest else "contains whitespace")
+                         + f"; give {BACKEND_HELP}")
+    return url
+
+
+def check_secrets_provider(provider: str) -> str | None:
+    """The ``--secrets-provider``, checked offline; returns what ``LocalWorkspaceOptions`` takes
+    (None for ``default``: the backend's own). Raises :class:`InputError`."""
+    if provider in ("passphrase",):
+        return provider
+    if provider == "default":
+        return None
+    scheme, sep, rest = provider.partition("://")
+    if not sep or scheme not in SECRETS_SCHEMES or not rest or not _NO_SPACE.match(provider):
+        what = "empty" if not provider.strip() else (
+            f"unknown scheme {scheme}://" if sep and scheme not in SECRETS_SCHEMES
+            else "no key after ://" if sep and not rest else "not a secrets provider")
+        raise InputError(f"--secrets-provider {_shown(provider)}: {what}; give {SECRETS_HELP}")
+    return provider
+
+
+def check_environments(environments: Sequence[str]) -> tuple[str, ...]:
+    """``--esc-env`` names as Pulumi ESC spells them: ``[org/][project/]env[@version]`` of letters,
+    digits, ``-``, ``_`` and ``.``. Raises :class:`InputError` naming the first bad one."""
+    for env in environments:
+        if not _ESC_ENV.match(env):
+            raise InputError(f"--esc-env {_shown(env)}: not an ESC environment name; give [org/]project/env "
+                             "(letters, digits, -, _ and .; optionally @<version>), e.g. myproject/aws-oidc")
+    return tuple(environments)
 
 
 class PulumiCLIMissing(InputError):

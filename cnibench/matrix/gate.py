@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -9,7 +10,7 @@ from cnibench import config as cfgmod
 from cnibench.errors import CnibenchError, ExitCode, InputError
 from cnibench.matrix.backend import short_error
 from cnibench.matrix.runner import MatrixOptions, expiry_hours_for, stack_values
-from cnibench.project import stack_config
+from cnibench.project import stack_config, with_namespace, without_namespace
 from cnibench.variants import CATALOG
 
 
@@ -54,8 +55,8 @@ def policy_gate(variants: Sequence[str], overrides: Mapping[str, Mapping[str, An
     for variant in variants:
         try:
             findings = list(preflight(variant, overrides.get(variant, {})))
-        except cfgmod.ConfigError:
-            raise
+        except cfgmod.ConfigError as exc:  # one the program found while declaring (the benchmark plan)
+            raise cfgmod.ConfigError([f"{variant}: {p}" for p in exc.problems]) from None
         except Exception as exc:  # noqa: BLE001 - a check that cannot run does not let money through
             blocking.append(f"{variant}: the offline policy check could not run: {short_error(exc)}")
             continue
@@ -86,12 +87,32 @@ def prepare(variants: list[str], opts: MatrixOptions, preflight: Preflight | Non
         except cfgmod.ConfigError as exc:
             problems += [f"{v}: {p}" for p in exc.problems]
     if problems:
-        raise cfgmod.ConfigError(problems)
+        raise cfgmod.ConfigError(attribute_overrides(problems, opts.overrides))
     if preflight is None:
         raise PolicyViolation([
             "the offline policy check (cnibench.policy_check) is not available, and the matrix does not "
             "spend money without it"
         ])
     overrides = {v: {**opts.overrides, "expiryHours": expiry_hours_for(opts)} for v in variants}
-    advisories = policy_gate(variants, overrides, preflight)
+    try:
+        advisories = policy_gate(variants, overrides, preflight)
+    except cfgmod.ConfigError as exc:
+        raise cfgmod.ConfigError(attribute_overrides(exc.problems, opts.overrides)) from None
     return configs, advisories
+
+
+def attribute_overrides(problems: Sequence[str], overrides: Mapping[str, Any]) -> list[str]:
+    """Config problems with the ``-c key=value`` they come from in front: a problem that names
+    ``cnibench:<key>`` of an override is that flag's (``-c benchmarkStreams=100000: flannel-vxlan:
+    cnibench:benchmarkStreams: ...``); the others (a stack file's own values) stay as they are."""
+    out = []
+    for problem in problems:
+        flags = [f"-c {without_namespace(key)}={_short(value)}" for key, value in overrides.items()
+                 if re.search(rf"{re.escape(with_namespace(key))}(?![A-Za-z0-9_])", problem)]
+        out.append(f"{', '.join(flags)}: {problem}" if flags else problem)
+    return out
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -9,6 +9,8 @@ is missing and the ``--prices`` fix) and the total covers only the priced lines.
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,6 +19,8 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from cnibench.config import StackConfig
+from cnibench.errors import InputError
+from cnibench.results import read_regular_file
 
 DEFAULT_TABLE = "data/ec2-prices.yaml"
 # Minutes around the benchmark itself: instances boot, kubeadm init/join, CNI rollout (~15),
@@ -25,8 +29,83 @@ PROVISION_MINUTES = 15.0
 TEARDOWN_MINUTES = 5.0
 
 
-class PriceError(ValueError):
-    pass
+class PriceError(InputError):
+    """A price table that cannot be used; the message names the file and the place in it."""
+
+
+# A price table is a few hundred lines (the shipped one is ~2 KB): 1 MiB bounds what is read
+# and parsed whatever the file is. Its data is 3 levels deep (regions -> region -> type).
+MAX_TABLE_BYTES = 1 << 20
+MAX_DEPTH = 8
+# A typo guard, not a market figure: the dearest EC2 instances cost a few hundred USD an hour.
+MAX_PRICE_PER_HOUR = 10_000.0
+
+
+@functools.cache
+def _loader() -> type:
+    """PyYAML's SafeLoader without anchors and aliases (what turns a 1 KB file into gigabytes:
+    each alias of a list of aliases multiplies it), nesting deeper than :data:`MAX_DEPTH`
+    (the composer recurses) or a key given twice in one mapping (YAML would keep the last)."""
+
+    class PriceTableLoader(yaml.SafeLoader):
+        _depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                raise PriceError(f"{self.name}: line {_line(event)}: anchors and aliases (&, *) are refused; "
+                                 "write every region's prices out")
+            self._depth += 1
+            try:
+                if self._depth > MAX_DEPTH:
+                    raise PriceError(f"{self.name}: line {_line(event)}: nested deeper than {MAX_DEPTH} levels "
+                                     "(a price table has 3: regions -> region -> instance type)")
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise PriceError(f"{self.name}: line {key_node.start_mark.line + 1}: {key!r} given twice "
+                                     "in one mapping")
+                if isinstance(key, (str, int, float, bool)):
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return PriceTableLoader
+
+
+def _line(event: Any) -> int | str:
+    mark = getattr(event, "start_mark", None)
+    return mark.line + 1 if mark is not None else "?"
+
+
+def _parse(text: str, source: str) -> Any:
+    try:
+        loader = _loader()(text)  # the reader refuses control characters here already
+    except yaml.YAMLError as exc:
+        raise PriceError(f"{source}: not a YAML price table: {' '.join(str(exc).split())}") from None
+    loader.name = source
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise PriceError(f"{source}: not a YAML price table: {' '.join(str(exc).split())}") from None
+    finally:
+        loader.dispose()
+
+
+def _price(source: str, where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PriceError(f"{source}: {where}: {value!r} is not a price per hour; give a number of "
+                         f"USD/hour, 0 to {MAX_PRICE_PER_HOUR:g}")
+    price = float(value)
+    if not math.isfinite(price) or price < 0 or price > MAX_PRICE_PER_HOUR:
+        raise PriceError(f"{source}: {where}: {value!r} is not a price per hour; give a number of "
+                         f"USD/hour, 0 to {MAX_PRICE_PER_HOUR:g}")
+    return price
 
 
 @dataclass(frozen=True)
@@ -51,13 +130,31 @@ class PriceTable:
 
 
 def load_table(path: str | Path | None = None) -> PriceTable:
+    """The shipped table, or the file ``path`` (``--prices``): a regular UTF-8 YAML file of at
+    most :data:`MAX_TABLE_BYTES`, no anchors or aliases, every price a finite number of USD/hour
+    from 0 to :data:`MAX_PRICE_PER_HOUR`. Raises :class:`PriceError` naming the file and the key."""
     if path is None:
         text = resources.files("cnibench").joinpath(DEFAULT_TABLE).read_text()
         source = f"cnibench/{DEFAULT_TABLE}"
     else:
-        text = Path(path).read_text()
         source = str(path)
-    doc = yaml.safe_load(text) or {}
+        try:
+            data = read_regular_file(path, max_bytes=MAX_TABLE_BYTES, what="price table")
+        except InputError as exc:
+            raise PriceError(str(exc)) from None
+        except OSError as exc:  # read_regular_file opens a directory, then fdopen refuses it
+            raise PriceError(f"{source}: cannot read the price table: {exc.strerror or exc}") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PriceError(f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                             "a price table is YAML: regions -> region -> instance type -> USD/hour") from None
+    doc = _parse(text, source)
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, Mapping):
+        raise PriceError(f"{source}: a {type(doc).__name__}, not a price table; expected a mapping with "
+                         "'regions': region -> instance type -> USD/hour")
     regions = doc.get("regions")
     if not isinstance(regions, Mapping) or not regions:
         raise PriceError(f"{source}: expected a 'regions' mapping of region -> instance type -> USD/hour")
@@ -65,11 +162,12 @@ def load_table(path: str | Path | None = None) -> PriceTable:
     for region, types in regions.items():
         if not isinstance(types, Mapping):
             raise PriceError(f"{source}: regions.{region} must map instance types to prices")
-        for itype, value in types.items():
-            if not isinstance(value, (int, float)) or value < 0:
-                raise PriceError(f"{source}: regions.{region}.{itype}: {value!r} is not a price per hour")
-        clean[str(region)] = {str(k): float(v) for k, v in types.items()}
-    return PriceTable(clean, doc.get("source") or source, doc.get("currency", "USD"))
+        clean[str(region)] = {str(itype): _price(source, f"regions.{region}.{itype}", value)
+                              for itype, value in types.items()}
+    for key in ("source", "currency"):
+        if key in doc and not (isinstance(doc[key], str) and doc[key].strip()):
+            raise PriceError(f"{source}: {key}: {doc[key]!r} is not a text")
+    return PriceTable(clean, doc.get("source") or source, doc.get("currency") or "USD")
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,39 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from cnibench import config as cfgmod
+from cnibench.errors import InputError
 from cnibench.matrix import procs
 from cnibench.matrix.backend import StackBackend, StackHandle, StackLocked, short_error
 from cnibench.matrix.names import stack_name
 from cnibench.matrix.owner import OwnerRecord, write_private
 from cnibench.project import find_project_dir, load_stack_file, stack_config, without_namespace
+from cnibench.variants import CATALOG
 
 DEFAULT_EXPIRY_HOURS = int(cfgmod.StackConfig.model_fields["expiry_hours"].default)
+# --timeout: under a minute no stack is even created; above a week it is beyond the benchmark's
+# own hard cap (cnibench:benchmarkTimeout, at most cfgmod.MAX_BENCHMARK_TIMEOUT_S).
+MIN_TIMEOUT_S = 60
+MAX_TIMEOUT_S = cfgmod.MAX_BENCHMARK_TIMEOUT_S
+# --parallel: each variant runs once (a duplicate is refused), so more than the catalog holds
+# can never be used.
+MAX_PARALLEL = len(CATALOG)
+# -c keys the matrix sets itself: each stack's variant comes from --variant, its expiry from
+# --expiry-hours (an override would be silently replaced).
+MATRIX_KEYS = {"variant": "--variant", "expiryHours": "--expiry-hours"}
+
+
+class OptionsError(InputError):
+    """Matrix options refused before anything runs; ``problems`` holds one line per option,
+    each naming the flag, the value and what is valid."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = str(value)
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
 @dataclass
@@ -39,6 +65,64 @@ class MatrixOptions:
     term_grace: float = 10.0  # after SIGTERM, seconds before SIGKILL
     overrides: Mapping[str, Any] = field(default_factory=dict)  # config key -> value, all variants
     expiry_hours: int | None = None  # None: long enough for timeout + destroy, at least the default
+
+    def validate(self) -> None:
+        """Every option the command line sets, checked offline before the Pulumi CLI, a workspace
+        or a stack is touched. Raises :class:`OptionsError` listing every problem, each naming
+        its flag (the values of ``-c`` keys are the config layer's, see ``gate.prepare``)."""
+        problems: list[str] = []
+        names = ", ".join(CATALOG)
+        if not self.variants:
+            problems.append(f"give at least one --variant (or --cleanup); variants: {names}")
+        empty = [v for v in self.variants if not v.strip()]
+        if empty:
+            problems.append(f"--variant {empty[0]!r}: empty; give one of: {names}")
+        unknown = [v for v in self.variants if v.strip() and v not in CATALOG]
+        if unknown:
+            problems.append(f"--variant: unknown variant(s) {', '.join(_shown(v)[1:-1] for v in unknown)}; "
+                            f"valid: {names}")
+        twice = [v for v in dict.fromkeys(self.variants) if v.strip() and self.variants.count(v) > 1]
+        for v in twice:
+            problems.append(f"--variant {v}: given {self.variants.count(v)} times; each variant runs once per "
+                            f"matrix (one stack, one {self.out / (v + '.json')})")
+        if isinstance(self.parallel, bool) or not isinstance(self.parallel, int) \
+                or not 1 <= self.parallel <= MAX_PARALLEL:
+            problems.append(f"--parallel {self.parallel}: give 1 to {MAX_PARALLEL} (the catalog's variants; "
+                            "each runs once, so more stacks at a time can never be used)")
+        timeout_ok = isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout) \
+            and MIN_TIMEOUT_S <= self.timeout <= MAX_TIMEOUT_S
+        if not timeout_ok:
+            finite = isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout)
+            shown = f"{self.timeout:g}" if finite else str(self.timeout)
+            problems.append(f"--timeout {shown}: {'out of range' if finite else 'not a finite number'}; "
+                            f"give {MIN_TIMEOUT_S} to {MAX_TIMEOUT_S} seconds for each variant's pulumi up "
+                            f"(at most {MAX_TIMEOUT_S // 86400} days, the benchmark's own cap, "
+                            "cnibench:benchmarkTimeout)")
+        if self.expiry_hours is not None:
+            hours = self.expiry_hours
+            if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= cfgmod.MAX_EXPIRY_HOURS:
+                problems.append(f"--expiry-hours {hours}: give 1 to {cfgmod.MAX_EXPIRY_HOURS} hours (30 days; "
+                                "the expiry tag marks leftovers for --cleanup)")
+            elif timeout_ok and hours < self.hours_needed():
+                problems.append(
+                    f"--expiry-hours {hours}: shorter than --timeout {self.timeout:g} s plus the destroy "
+                    f"({self.destroy_timeout / 60:g} min): the stacks would count as leftovers while they run; "
+                    f"give at least {self.hours_needed()}, or leave it out")
+        for key, value in self.overrides.items():
+            short = without_namespace(key)
+            shown = f"-c {short}={_shown(value)[1:-1]}"
+            if short in MATRIX_KEYS:
+                problems.append(f"{shown}: cnibench:{short} is set by the matrix for each stack; use "
+                                f"{MATRIX_KEYS[short]}")
+            elif short not in cfgmod.config_keys():
+                problems.append(f"{shown}: cnibench:{short} is not a config key; valid keys: "
+                                + ", ".join(k for k in cfgmod.config_keys() if k not in MATRIX_KEYS))
+        if problems:
+            raise OptionsError(problems)
+
+    def hours_needed(self) -> int:
+        """Whole hours that outlast one variant's ``up`` (``timeout``) and its destroy."""
+        return math.ceil((self.timeout + self.destroy_timeout) / 3600.0)
 
 
 @dataclass
@@ -85,8 +169,7 @@ def expiry_hours_for(opts: MatrixOptions) -> int:
     ``cnibench:expires-at`` = deploy time + this; it must outlast the run and its destroy."""
     if opts.expiry_hours is not None:
         return opts.expiry_hours
-    need = math.ceil((opts.timeout + opts.destroy_timeout) / 3600.0)
-    return max(need, DEFAULT_EXPIRY_HOURS)
+    return max(opts.hours_needed(), DEFAULT_EXPIRY_HOURS)
 
 
 def stack_values(variant: str, opts: MatrixOptions, project_dir: Path | None = None) -> dict[str, Any]:
