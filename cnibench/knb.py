@@ -23,6 +23,12 @@ KNB_DEFAULT_DURATION_S = 10  # knb v1.5.0: BENCHMARK_DURATION="10"
 # 1 MiB bounds what an import reads and parses, whatever the input.
 MAX_REPORT_BYTES = 1024 * 1024
 MAX_DURATION_S = 86400  # knb passes -d to iperf3 -t, which refuses more (MAX_TIME in iperf3's src/iperf.h)
+# and iperf3 reads -t with atoi (src/iperf_api.c, iperf_parse_arguments): whole seconds, 0 = no limit
+MIN_DURATION_S = 1
+# Receiver bandwidth of one iperf3 stream, Mbit/s: 10 Tbit/s, ten times the fastest Ethernet standard
+# (IEEE 802.3dj, 1.6 Tbit/s) rounded up; a larger figure is not one iperf3 measured
+MAX_BANDWIDTH_MBIT_S = 10_000_000
+MAX_RAM_MB = 64 * 1024 * 1024  # 64 TiB in MB: above any single machine's memory
 MAX_CPUS = 4096  # CPUs of one node: Linux's NR_CPUS maximum on x86_64 is 8192; no cloud node has more than 896
 MAX_DEPTH = 16  # knb's JSON/YAML nests 5 levels (data.pod2pod.tcp.client.cpu.total)
 KNB_CPU_FIELDS = ("user", "nice", "system", "iowait", "steal")
@@ -119,6 +125,10 @@ def _number(value: Any, where: str = "value", *, high: float = math.inf) -> floa
     except OverflowError:
         number = math.inf
     except ValueError:
+        if str(value).replace("\r", "").strip():
+            # knb prints a figure or nothing (an empty field when a tool gave no output)
+            raise ParseError(f"{where}: {str(value)[:40]!r} is not a figure knb prints (a number, or nothing)") \
+                from None
         return None
     if not (math.isfinite(number) and 0 <= number <= high):
         bound = f"[0, {high:g}]" if math.isfinite(high) else ">= 0"
@@ -136,7 +146,16 @@ def _usage_from_mapping(node: Any, where: str) -> KnbNodeUsage:
     if all(v is None for v in parts.values()):
         # knb prints "total" with printf "%.2f" of an empty line: 0.00 when the monitor had no samples
         total = None
-    return KnbNodeUsage(cpu_total=total, cpu=parts, ram_mb=_number(node.get("ram"), f"{where}.ram"))
+    return KnbNodeUsage(cpu_total=total, cpu=parts, ram_mb=_number(node.get("ram"), f"{where}.ram", high=MAX_RAM_MB))
+
+
+def _checked_mtu(mtu: str | None, where: str) -> str | None:
+    """knb's MTU field: one MTU per UP interface of the server pod, space separated (``ip link |
+    grep -oE "mtu [0-9]*"``); each must be an IPv4 MTU, 68..65535 (RFC 791)."""
+    for token in (mtu or "").split():
+        if not (token.isascii() and token.isdigit() and len(token) <= 5 and 68 <= int(token) <= 65535):
+            raise ParseError(f"{where}: {token[:20]!r} is not an MTU (an integer in 68..65535, RFC 791)")
+    return mtu
 
 
 def _depth_at_most(value: Any, limit: int) -> bool:
@@ -167,7 +186,8 @@ def _from_mapping(doc: Any, fmt: str) -> KnbReport:
     where = f"knb {fmt}: data"
     if isinstance(data.get("idle"), Mapping):
         idle = data["idle"]
-        tests.append(KnbTest("idle", None, _number(idle.get("bandwidth"), f"{where}.idle.bandwidth"),
+        tests.append(KnbTest("idle", None, _number(idle.get("bandwidth"), f"{where}.idle.bandwidth",
+                                                     high=MAX_BANDWIDTH_MBIT_S),
                              _usage_from_mapping(idle.get("client"), f"{where}.idle.client"),
                              _usage_from_mapping(idle.get("server"), f"{where}.idle.server")))
     for section in ("pod2pod", "pod2svc"):
@@ -178,7 +198,7 @@ def _from_mapping(doc: Any, fmt: str) -> KnbReport:
             t = group.get(proto)
             if isinstance(t, Mapping):
                 at = f"{where}.{section}.{proto}"
-                tests.append(KnbTest(section, proto, _number(t.get("bandwidth"), f"{at}.bandwidth"),
+                tests.append(KnbTest(section, proto, _number(t.get("bandwidth"), f"{at}.bandwidth", high=MAX_BANDWIDTH_MBIT_S),
                                      _usage_from_mapping(t.get("client"), f"{at}.client"),
                                      _usage_from_mapping(t.get("server"), f"{at}.server")))
     return KnbReport(
@@ -187,7 +207,7 @@ def _from_mapping(doc: Any, fmt: str) -> KnbReport:
         cpu_model=_clean(data.get("cpu"), f"{where}.cpu"),
         kernel=_clean(data.get("kernel"), f"{where}.kernel"),
         k8s_version=_clean(data.get("k8s-version"), f"{where}.k8s-version"),
-        mtu=_clean(data.get("mtu"), f"{where}.mtu"),
+        mtu=_checked_mtu(_clean(data.get("mtu"), f"{where}.mtu"), f"{where}.mtu"),
         tests=tuple(tests),
     )
 
@@ -296,7 +316,8 @@ def parse_knb_text(text: str | bytes) -> KnbReport:
         elif current is None:
             continue
         elif m := _TEXT_BANDWIDTH.match(line):
-            current["bandwidth"] = _number(m.group(1), f"knb text: line {lineno}: bandwidth")
+            current["bandwidth"] = _number(m.group(1), f"knb text: line {lineno}: bandwidth",
+                                           high=MAX_BANDWIDTH_MBIT_S)
         elif m := _TEXT_CPU.match(line):
             body, at = m.group(2), f"knb text: line {lineno}: {m.group(1)} cpu"
             total = _TEXT_CPU_TOTAL.search(body)
@@ -305,7 +326,8 @@ def parse_knb_text(text: str | bytes) -> KnbReport:
                 {k: _number(v, f"{at} {k}", high=100) for k, v in _TEXT_CPU_PART.findall(body)},
             )
         elif m := _TEXT_RAM.match(line):
-            current[f"{m.group(1)}_ram"] = _number(m.group(2), f"knb text: line {lineno}: {m.group(1)} ram")
+            current[f"{m.group(1)}_ram"] = _number(m.group(2), f"knb text: line {lineno}: {m.group(1)} ram",
+                                                   high=MAX_RAM_MB)
     if not tests:
         raise ParseError("knb text: no test section (Idle, Pod to pod, Pod to Service) in the report")
 
@@ -322,7 +344,7 @@ def parse_knb_text(text: str | bytes) -> KnbReport:
         cpu_model=discovered.get("CPU"),
         kernel=discovered.get("Kernel"),
         k8s_version=discovered.get("k8s version"),
-        mtu=discovered.get("MTU"),
+        mtu=_checked_mtu(discovered.get("MTU"), "knb text: Discovered MTU"),
         tests=tuple(KnbTest(s, p, tests[(s, p)].get("bandwidth"), usage(tests[(s, p)], "client"),
                             usage(tests[(s, p)], "server")) for s, p in order if (s, p) in tests),
     )
@@ -406,6 +428,11 @@ def _repetition_cpu(t: KnbTest, idle: KnbTest | None, cpus: int | None) -> dict[
     return cpu
 
 
+def is_knb_duration(seconds: float) -> bool:
+    """Whether ``seconds`` is a ``-d`` knb can have run with: whole seconds, 1..86400."""
+    return math.isfinite(seconds) and seconds == int(seconds) and MIN_DURATION_S <= seconds <= MAX_DURATION_S
+
+
 def knb_date_iso(date: str | None) -> str | None:
     """knb's run date (``date -u "+%Y-%m-%d %H:%M:%S"``; the text report adds " UTC") as an
     RFC 3339 UTC timestamp, or None when it is not one."""
@@ -435,9 +462,9 @@ def to_document(
     idle-corrected CPU cost is published as CPU seconds per Gbit/s. ``created`` is knb's run
     date when the report has one (the import time is kept in ``environment.extra.knb``).
     """
-    if duration_s is not None and not (math.isfinite(duration_s) and 0 < duration_s <= MAX_DURATION_S):
-        raise InputError(f"duration {duration_s!r}: the seconds per test of the knb run (its -d), "
-                         f"a number in (0, {MAX_DURATION_S}]")
+    if duration_s is not None and not is_knb_duration(duration_s):
+        raise InputError(f"duration {duration_s!r}: the seconds per test of the knb run (its -d), whole seconds "
+                         f"in {MIN_DURATION_S}..{MAX_DURATION_S} (iperf3 -t reads whole seconds)")
     if cpus is not None and not (isinstance(cpus, int) and 1 <= cpus <= MAX_CPUS):
         raise InputError(f"cpus {cpus!r}: the CPU count of each node of the knb run, an integer in 1..{MAX_CPUS}")
     name = subject or report.name
@@ -502,7 +529,8 @@ def to_document(
         test["repetitions"].append(rep)
         subj["tests"].append(test)
     if not subj["tests"]:
-        subj.update(status="error", error="the knb report holds no pod-to-pod or pod-to-service test")
+        raise ParseError("the knb report holds no pod-to-pod or pod-to-service test (data.pod2pod, data.pod2svc): "
+                         "nothing to import")
     doc["subjects"].append(subj)
     results.finalize(doc)
     summarize_node_usage(doc)

@@ -68,6 +68,8 @@ LAB_CASES = [
     (["--udp-rate", "1000000"], ["--udp-rate 1000000", "[1, 100000]"]),
     (["--pin-cpu", "-5"], ["--pin-cpu -5", "-1 for unpinned"]),
     (["--pin-cpu", "4096"], ["--pin-cpu 4096", "may run on CPUs"]),
+    (["--run-id", "x"], ["--run-id 'x'", "4 to 12 lowercase letters or digits"]),
+    (["--run-id", "BAD_Id!"], ["--run-id 'BAD_Id!'"]),
     (["--service-proxy", "ipvs"], ["--service-proxy 'ipvs'", "nft or iptables"]),
     (["-d", "wireguard"], ["--datapath", "wireguard", "known: host"]),
 ]
@@ -249,15 +251,15 @@ def test_import_refuses_hostile_reports(tmp_path, name, content, expected):
     assert "Traceback" not in res.output and not out.exists() and listing(tmp_path) == [name]
 
 
-def test_import_reads_a_garbled_cpu_figure_as_none(tmp_path):
-    """'1.2.3' matched the text parser's [0-9.]+ and raised ValueError (a traceback): now no figure."""
+def test_import_refuses_a_garbled_cpu_figure(tmp_path):
+    """'1.2.3' matched the text parser's [0-9.]+ and raised ValueError (a traceback), then was read
+    as no figure: knb prints a number or nothing, so it is refused, naming the line."""
     src = tmp_path / "r.txt"
     src.write_text("Benchmark Results\n  Pod to pod :\n   TCP :\n     bandwidth = 900 Mbit/s\n"
                    "     client cpu = total 1.2.3%\n")
     res = runner.invoke(app, ["import", "knb", str(src)])
-    assert res.exit_code == 0, res.output
-    rep = json.loads(res.stdout)["subjects"][0]["tests"][0]["repetitions"][0]
-    assert rep["details"]["client"]["cpu_total_percent"] is None
+    assert res.exit_code == ExitCode.REFUSED and res.stdout == "", res.output
+    assert "line 5: client cpu total: '1.2.3' is not a figure knb prints" in res.stderr
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-1", "100000"])
@@ -265,7 +267,7 @@ def test_import_refuses_a_bad_duration(tmp_path, value):
     res = runner.invoke(app, ["import", "knb", str(KNB / "lab-run1.json"), "--duration", value,
                               "--output", str(tmp_path / "x.json")])
     assert res.exit_code == ExitCode.REFUSED, res.output
-    assert f"--duration {float(value)!r}" in res.output and "(0, 86400]" in res.output
+    assert f"--duration {float(value)!r}" in res.output and "whole seconds in 1..86400" in res.output
     assert listing(tmp_path) == []
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -293,3 +296,72 @@ def test_cli_out_cannot_overwrite_its_input(tmp_path):
 def test_cli_output_is_the_old_name_of_out(tmp_path):
     res = runner.invoke(app, ["import", "knb", str(DATA / "lab-run1.json"), "--output", str(tmp_path / "a.json")])
     assert res.exit_code == 0 and json.loads((tmp_path / "a.json").read_text())["origin"] == "knb"
+
+
+@pytest.mark.parametrize("path, value, needle", [
+    ("data.pod2pod.tcp.bandwidth", "fast", "'fast' is not a figure knb prints"),
+    ("data.pod2pod.tcp.bandwidth", 1e300, "data.pod2pod.tcp.bandwidth"),
+    ("data.mtu", "9" * 400, "is not an MTU"),
+    ("data.mtu", "0", "'0' is not an MTU (an integer in 68..65535"),
+    ("data.mtu", "1450 abc", "'abc' is not an MTU"),
+    ("data.idle.client.ram", 1e12, "data.idle.client.ram"),
+])
+def test_figures_knb_cannot_print_are_refused(path, value, needle):
+    data = json.loads(_repaired("lab-run1.json"))
+    node = data
+    *parents, leaf = path.split(".")
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+    with pytest.raises(parsers.ParseError, match=re.escape(needle)):
+        knb.import_report(json.dumps(data))
+
+
+def test_an_empty_bandwidth_is_a_failed_test_not_a_refusal():
+    """knb prints nothing when iperf3 gave no receiver line (lab-run4-udp-svc-broken.txt)."""
+    doc = knb.import_report(read("lab-run4-udp-svc-broken.txt"))
+    broken = next(t for t in doc["subjects"][0]["tests"] if t["name"] == "udp-service")
+    assert broken["status"] == "error" and "no bandwidth" in broken["error"]
+
+
+def test_text_report_with_a_word_for_a_bandwidth_is_refused():
+    text = read("lab-run1.txt").decode().replace("bandwidth = 13648 Mbit/s", "bandwidth = lots Mbit/s", 1)
+    assert "lots" in text
+    with pytest.raises(parsers.ParseError, match="line [0-9]+: bandwidth: 'lots'"):
+        knb.import_report(text)
+
+
+def test_a_report_without_tests_is_refused():
+    data = json.loads(_repaired("lab-run1.json"))
+    data["data"] = {"idle": data["data"]["idle"]}
+    with pytest.raises(parsers.ParseError, match="no pod-to-pod or pod-to-service test"):
+        knb.import_report(json.dumps(data))
+
+
+@pytest.mark.parametrize("value", ["0.5", "0.0001", "1.5", "0", "86401", "nan", "inf"])
+def test_duration_is_whole_seconds_as_iperf3_reads_them(value):
+    res = runner.invoke(app, ["import", "knb", str(DATA / "lab-run1.json"), "--duration", value])
+    assert res.exit_code == ExitCode.REFUSED and f"--duration {float(value)!r}" in res.stderr, res.output
+    assert "whole seconds in 1..86400" in res.stderr
+
+
+def test_a_fifo_nobody_writes_to_is_refused_without_hanging(tmp_path):
+    fifo = tmp_path / "report.json"
+    os.mkfifo(fifo)
+    res = runner.invoke(app, ["import", "knb", str(fifo)])
+    assert res.exit_code == ExitCode.REFUSED and "a pipe that gave no data" in res.stderr
+
+
+def test_a_pipe_with_a_writer_is_read(tmp_path):
+    fifo = tmp_path / "report.json"
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR)  # a writer that is there before the reader (Linux: never blocks)
+    os.write(writer, read("lab-run1.json"))  # 4 KB: fits the pipe's buffer
+    closer = threading.Timer(0.5, os.close, (writer,))  # then its end: the reader sees EOF
+    closer.start()
+    try:
+        res = runner.invoke(app, ["import", "knb", str(fifo)])
+    finally:
+        closer.join()
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["subjects"][0]["name"] == "report"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import sys
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,20 +35,40 @@ def _read_bounded(fh: BinaryIO, name: str) -> bytes:
 
 def _read(file: str) -> bytes:
     """The report's bytes, at most knb.MAX_REPORT_BYTES (stdin, a file, or a pipe such as
-    ``<(knb -o json ...)``; a directory or a device that never ends is refused)."""
+    ``<(knb -o json ...)``; a directory or a device that never ends is refused).
+
+    The file is opened without blocking: opening a named pipe nobody writes to would wait
+    forever; a pipe is then read as one (to its end), and a pipe with no writer reads as empty."""
     if file == "-":
         return _read_bounded(sys.stdin.buffer, "stdin")
     try:
-        with open(file, "rb") as fh:
-            return _read_bounded(fh, file)
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise InputError(f"cannot read {file}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise InputError(f"cannot read {file}: is a directory")
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+            raise InputError(f"cannot read {file}: neither a file nor a pipe")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
+            data = _read_bounded(fh, file)
+    except OSError as exc:
+        raise InputError(f"cannot read {file}: {exc.strerror or exc}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if not data and stat.S_ISFIFO(mode):
+        raise InputError(f"{file}: a pipe that gave no data (nothing was writing to it)")
+    return data
 
 
 def _subject_from(file: str, report_name: str) -> str:
     """A name a reader can tell apart: the file's name without its extension (``lab-run1``
-    for ``lab-run1.json``); knb's run name (``knb-12885`` by default) only for stdin."""
-    if file == "-":
+    for ``lab-run1.json``); knb's run name (``knb-12885`` by default) only for stdin and pipes."""
+    if file == "-" or file.startswith(("/dev/", "/proc/")):  # stdin, <(knb ...) as /dev/fd/63
         return report_name
     stem = Path(file).name
     for ext in (".json", ".yaml", ".yml", ".txt", ".knb"):
@@ -94,9 +115,10 @@ def import_knb(
     flag = "--output" if output is not None else "--out"  # the name the user typed
     out = out if out is not None else output
     # every option before the input is read: nothing is consumed or written for a bad one
-    if duration is not None and not (duration == duration and 0 < duration <= knb.MAX_DURATION_S):
-        raise refuse(f"--duration {duration!r}: the seconds per test of the knb run, a number in "
-                     f"(0, {knb.MAX_DURATION_S}] (knb passes -d to iperf3 -t, which allows at most 86400)")
+    if duration is not None and not knb.is_knb_duration(duration):
+        raise refuse(f"--duration {duration!r}: the seconds per test of the knb run, whole seconds in "
+                     f"{knb.MIN_DURATION_S}..{knb.MAX_DURATION_S} (knb passes -d to iperf3 -t, which reads whole "
+                     "seconds and allows at most 86400)")
     if cpus is not None and not 1 <= cpus <= knb.MAX_CPUS:
         raise refuse(f"--cpus {cpus}: the CPU count of each node of the knb run, an integer in 1..{knb.MAX_CPUS}")
     if subject is not None and not (0 < len(subject) <= 200 and subject.isprintable()):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -128,6 +129,9 @@ def lab(
     try:
         if pin_cpu < -1:
             raise InputError(f"--pin-cpu {pin_cpu}: a CPU number, or -1 for unpinned")
+        if run_id is not None and not re.fullmatch(r"[a-z0-9]{4,12}", run_id):
+            # nsutil names every namespace and link after it: cnb-<run id>-<datapath>-<node> (IFNAMSIZ)
+            raise InputError(f"--run-id {run_id!r}: 4 to 12 lowercase letters or digits")
         opts = LabOptions(datapaths=tuple(dict.fromkeys(datapath)) if datapath else DEFAULT_DATAPATHS, out=out,
                           split_subnets=split_subnets, streams=streams, udp=not no_udp, service=not no_service,
                           latency=not no_latency, cpu=not no_cpu, latency_loads=_parse_floats(loads),
