@@ -20,7 +20,7 @@ import stat
 import statistics
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from cnibench import stats as _stats
 from cnibench.errors import InputError
@@ -348,10 +348,14 @@ def read_regular_file(path: str | Path, *, max_bytes: int, what: str = "file") -
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise InputError(f"{path}: cannot open the {what}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as fh:
+    try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode):  # before fdopen, which refuses a directory with IsADirectoryError
             raise InputError(f"{path}: not a regular file (a {_file_type(st.st_mode)}); the {what} must be one")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as fh:
         if st.st_size > max_bytes:
             raise InputError(f"{path}: {st.st_size} bytes, larger than the {max_bytes} a {what} may have")
         try:
@@ -391,8 +395,10 @@ def first_non_finite(value: Any) -> tuple[list[str | int], float] | None:
     return None
 
 
-def parse_document(data: bytes | str, path: str | Path = "<document>", *, check_schema: bool = True) -> dict[str, Any]:
-    """Parse and check one result document: JSON, finite numbers only, an object, and (with
+def parse_document(data: bytes | str, path: str | Path = "<document>", *, check_schema: bool = True,
+                   precheck: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Parse and check one result document: JSON, finite numbers only, an object, ``precheck``
+    (a caller's own checks, e.g. bounds that spare validating a huge document) and (with
     ``check_schema``) the schema of its ``schema_version``. Errors: :class:`DocumentError`."""
     import jsonschema
 
@@ -408,6 +414,8 @@ def parse_document(data: bytes | str, path: str | Path = "<document>", *, check_
                                   "Infinity)", json_path(bad[0]))
     if not isinstance(doc, dict) or "schema_version" not in doc:
         raise DocumentError(path, "not a cnibench result document (no schema_version)")
+    if precheck is not None:
+        precheck(doc)
     if check_schema:
         try:
             validate(doc)
@@ -419,7 +427,7 @@ def parse_document(data: bytes | str, path: str | Path = "<document>", *, check_
     return doc
 
 
-def read_document(path: str | Path) -> dict[str, Any]:
+def read_document(path: str | Path, *, precheck: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Read and check one result document file (:func:`parse_document`); only a regular file of
     at most :data:`MAX_DOCUMENT_BYTES` is read. Errors: :class:`DocumentError`."""
     try:
@@ -428,7 +436,7 @@ def read_document(path: str | Path) -> dict[str, Any]:
         raise
     except InputError as exc:
         raise DocumentError(path, str(exc).removeprefix(f"{path}: ")) from None
-    return parse_document(data, path)
+    return parse_document(data, path, precheck=precheck)
 
 
 def load(path: str | Path) -> dict[str, Any]:

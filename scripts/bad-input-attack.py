@@ -655,10 +655,12 @@ def report_rows(r: Rows) -> None:
         names=("e0.json", "e1999.json"),
     )
     rep(
-        "two valid documents with the same basename in different directories (one copy overwrites the other)",
+        # not a bad input (exit 0 is right, see ARGUABLE): kept as the check that no copy overwrites another
+        "two valid documents with the same basename and run id in different directories",
         "lab.json",
-        both(write("docs/a/lab.json", lab_doc()), write("docs/b/lab.json", lab_doc(_set("run_id", "other")))),
-        files={"docs/a/lab.json": "valid", "docs/b/lab.json": "valid, same basename"},
+        both(write("docs/a/lab.json", lab_doc()),
+             write("docs/b/lab.json", lab_doc(_set("created", "2026-11-23T06:06:00+00:00")))),
+        files={"docs/a/lab.json": "valid", "docs/b/lab.json": "valid, same basename and run id, other content"},
     )
     # --out and DIRECTORY
     valid = write("docs/valid.json", lab_doc())
@@ -713,20 +715,28 @@ def report_rows(r: Rows) -> None:
         ("out-link", "--out"),
         {"out-link": "dangling symlink"},
     )
-    r.add("report", ["report", "{T}/missing"], "DIRECTORY does not exist", ("missing", "DIRECTORY"))
-    r.add(
+    r.add("report", ["report", "{T}/missing"], "PATH does not exist", ("missing", "PATH"))
+    r.add(  # report takes files as well as directories (PATH...): a valid document file is no bad input
         "report",
         ["report", "{T}/afile.json"],
-        "DIRECTORY is a file",
-        ("afile.json", "DIRECTORY"),
-        files={"afile.json": "a valid document"},
-        setup=write("afile.json", lab_doc()),
+        "PATH is a file that is not a result document",
+        ("afile.json",),
+        files={"afile.json": "a JSON object without schema_version"},
+        setup=write("afile.json", '{"x": 1}'),
     )
     r.add("report", ["report", "{T}/docs"], "empty DIRECTORY", ("docs",), files={"docs/": "empty"}, setup=mkdir("docs"))
-    r.add("report", ["report", ""], "empty DIRECTORY argument (the working directory)", ("DIRECTORY",))
-    r.add("report", ["report"], "missing DIRECTORY", ("DIRECTORY",))
+    r.add("report", ["report", ""], "empty PATH argument (the working directory)", ("PATH",))
+    r.add("report", ["report"], "missing PATH", ("PATH",))
     r.add("report", ["report", "{T}/docs", "--out"], "--out without a value", ("--out",), setup=valid, files=vf)
     r.add("report", ["report", "{T}/docs", "--bogus"], "unknown option", ("--bogus",), setup=valid, files=vf)
+    # later additions (appended: the ids above stay as they were)
+    doc("test-name-nul.json", "a test name with a NUL byte (it names a chart file)",
+        lab_doc(_set("subjects.0.tests.0.name", "tcp\u0000x")))
+    doc("subject-name-escape.json", "a subject name with a terminal escape sequence",
+        lab_doc(_set("subjects.1.name", "vx\u001b[2J\u001b]0;pwned\u0007")))
+    doc("stats-not-samples.json", "stats.n and median that do not summarize the samples",
+        lab_doc(lambda d: d["subjects"][0]["tests"][0].update(samples=[1.0, 2.0])))
+    out("--out is the working directory (not empty, not a report folder)", ".", names=("--out",))
 
 
 def import_rows(r: Rows) -> None:
@@ -954,14 +964,14 @@ def matrix_rows(r: Rows) -> None:
         "--prices with a negative price",
         ["--prices", "{T}/p.yaml"],
         ("--prices", "p.yaml"),
-        write("p.yaml", "us-east-1:\n  c6i.8xlarge: -1.36\n  t3.medium: 0.0416\n"),
+        write("p.yaml", "regions:\n  us-east-1:\n    c6i.8xlarge: -1.36\n    t3.medium: 0.0416\n"),
         {"p.yaml": "negative price"},
     )
     m(
         "--prices with a NaN price",
         ["--prices", "{T}/p.yaml"],
         ("--prices", "p.yaml"),
-        write("p.yaml", "us-east-1:\n  c6i.8xlarge: .nan\n  t3.medium: 0.0416\n"),
+        write("p.yaml", "regions:\n  us-east-1:\n    c6i.8xlarge: .nan\n    t3.medium: 0.0416\n"),
         {"p.yaml": ".nan price"},
     )
     m(
@@ -1069,6 +1079,11 @@ ARGUABLE = {
     "--parallel 1000000 for one variant": "a parallelism above the variant count is harmless if clamped",
     "--all without --cleanup (ignored?)": "an ignored flag is harmless",
     "valid document with a 40 MB description": "large but well-formed",
+    "subject named ../../../etc/evil": "a subject name is text (import knb --subject takes any 200 printable "
+                                       "characters): it never names a file, copies and charts are named by slugged ids",
+    "two valid documents with the same basename and run id in different directories":
+        "both are read and kept (results/lab-5d6184.json, results/lab-5d6184-2.json): copies are named by unique "
+        "source ids, never by basename",
 }
 
 

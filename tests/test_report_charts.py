@@ -98,7 +98,19 @@ def test_a_knb_run_gets_its_own_figures_and_never_shares_an_axis(tmp_path):
         figs = dict(charts.group_figures(g))
         ax = figs["throughput"].axes[0]
         assert len(_bars(ax)) == 4 and len({e.source for m in g.metrics for e in m.entries}) == 1
-        assert "not idle-corrected" in _texts(figs["cpu"])
+        # both reports have knb's idle test: the CPU figure is above idle, and the chart says so
+        assert "above its share in knb's idle test" in " ".join(_texts(figs["cpu"]).split())
+        assert "busy above idle" in _texts(figs["cpu"]) and "not idle-corrected" not in _texts(figs["cpu"])
     for g in groups:
         for path in written[g.id].values():
             assert path.parent.name == g.id and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_knb_run_without_its_idle_test_says_not_idle_corrected():
+    doc = knb_doc("lab-run1.json")
+    for t in doc["subjects"][0]["tests"]:
+        t["cpu"] = {k: v for k, v in t["cpu"].items() if "above_idle" not in k}
+        t["cpu"].update(idle_corrected=False, idle_correction="not possible: the report has no idle test")
+    (g,) = _group(doc)
+    figs = dict(charts.group_figures(g))
+    assert "not idle-corrected" in _texts(figs["cpu"]) and "above idle" not in _texts(figs["cpu"])

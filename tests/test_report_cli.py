@@ -45,19 +45,16 @@ def test_two_knb_imports_and_a_lab_run_twice_into_one_folder(tmp_path):
 
     knb_groups = [g for g in data["groups"] if g["origin"] == "knb"]
     assert len(knb_groups) == 2 and len(data["groups"]) == 3  # two knb environments (+ the lab run)
-    assert sorted(g["facts"]["underlay_mtu"] for g in knb_groups) == [1450, 1500]
+    assert sorted(g["facts"]["pod_mtu"] for g in knb_groups) == [1450, 1500]
     assert all(g["facts"]["ram_total_mb"] or g["facts"]["ram_used_mb"] for g in knb_groups)
-    assert {r["underlay_mtu_bytes"] for r in rows1 if r["origin"] == "knb"} == {"1450", "1500"}
+    assert {r["pod_mtu_bytes"] for r in rows1 if r["origin"] == "knb"} == {"1450", "1500"}
     cpu = [r for r in rows1 if r["origin"] == "knb" and r["metric"].startswith("tcp/cpu")]
     assert len(cpu) == 2 and all(r["client_busy_percent"] and r["server_busy_percent"] for r in cpu)
-    # knb.py/cli/imports.py are about to write idle-corrected CPU (cpu.idle_corrected, cpu_seconds_per_gbit):
-    # when they do, the report must say so in the column
-    for r in cpu:
-        assert r["cpu_idle_corrected"] in ("", "yes", "no")
-        if r["cpu_idle_corrected"] == "yes":
-            assert r["cpu_s_per_gbit"]
+    # both knb reports have their idle test: the CPU per Gbit/s is above idle, and says so
+    assert all(r["cpu_idle_corrected"] == "yes" and r["busy_above_idle_percent"] for r in cpu)
     md = (out / "comparison.md").read_text()
-    assert "| underlay MTU | 1450 |" in md and "| underlay MTU | 1500 |" in md and "| RAM |" in md
+    assert "| pod MTU (knb: server pod) | 1450 |" in md and "| pod MTU (knb: server pod) | 1500 |" in md
+    assert "| RAM |" in md
     for text in (md, (out / "comparison.csv").read_text(), (out / "comparison.json").read_text(), first.stdout):
         assert not SCIENTIFIC.search(text)
     # every source has its own id and copy, no stutter

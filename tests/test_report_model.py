@@ -135,11 +135,12 @@ def test_a_run_that_withholds_its_ranking_gets_no_ranks():
 
 
 def test_knb_facts_reach_the_report():
-    """MTU and RAM of knb imports (today from the importer's subject fields: configured_mtu and
-    the idle RAM; environment.underlay_mtu / environment.extra.ram_mb once the importer sets them)."""
+    """MTU and RAM of knb imports: the MTU knb discovered in the server pod is the pod's, not the
+    underlay's (which knb does not report), and RAM is knb's used-at-idle figure."""
     groups = build(knb_doc("lab-run1.json"), knb_doc("lab-run2-vxlan.json")).groups
     facts = {g.facts["run_id"]: g.facts for g in groups}
-    assert {f["underlay_mtu"] for f in facts.values()} == {1500, 1450}
+    assert {f["pod_mtu"] for f in facts.values()} == {1500, 1450}
+    assert {f["underlay_mtu"] for f in facts.values()} == {None}
     assert all(f["ram_used_mb"] or f["ram_total_mb"] for f in facts.values())
     assert all(f["run_date"].startswith("2026-11-22") for f in facts.values())  # knb's date, not the import's
     cpu = groups[0].metric("tcp/cpu-busy") or groups[0].metric("tcp/cpu")
@@ -182,3 +183,22 @@ def test_numbers_are_for_people():
     for r in csv.DictReader(io.StringIO(buf.getvalue())):
         if r["unit"] == "Gbit/s" and r["value"]:
             assert len(r["value"].split(".")[-1]) <= 3  # 1 Mbit/s resolution
+
+
+def test_knb_cpu_per_gbit_is_idle_corrected_in_every_output():
+    """lab-run1.json tcp: (64.05 + 63.95) / 2 = 64.0 % above idle at 13.648 Gbit/s -> 4.69 % per Gbit/s
+    (raw, 65.015 %: 4.76); without the idle test the raw figure is shown, marked as such."""
+    comp = build(knb_doc("lab-run1.json"))
+    m = comp.groups[0].metric("tcp/cpu-busy")
+    assert m is not None and "above idle" in m.title
+    assert m.entries[0].value == pytest.approx(64.0 / 13.648)
+    row = next(r for r in csv_rows(comp) if r["metric"] == "tcp/cpu-busy")
+    assert row["cpu_idle_corrected"] == "yes" and row["busy_above_idle_percent"] == "64.0"
+    assert "busy above idle" in comparison.markdown(comp)
+    doc = knb_doc("lab-run1.json")
+    for t in doc["subjects"][0]["tests"]:
+        t["cpu"] = {k: v for k, v in t["cpu"].items() if "above_idle" not in k}
+        t["cpu"].update(idle_corrected=False, idle_correction="not possible: the report has no idle test")
+    raw = build(doc).groups[0].metric("tcp/cpu-busy")
+    assert raw is not None and raw.entries[0].value == pytest.approx(65.015 / 13.648)
+    assert "not idle-corrected (not possible: the report has no idle test)" in (raw.entries[0].warning or "")

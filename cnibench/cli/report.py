@@ -7,7 +7,7 @@ import stat
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -40,11 +40,45 @@ def _default_out(paths: Sequence[Path]) -> Path:
     return Path("report")
 
 
+def _input_paths(raw: Sequence[str]) -> list[Path]:
+    """Each PATH as given, refused (InputError) when empty or when it does not exist."""
+    out = []
+    for p in raw:
+        if not p:
+            raise InputError("PATH '': an empty argument (it would mean the working directory); give result "
+                             "documents (*.json) or directories holding them, e.g. '.'")
+        try:
+            os.stat(p)
+        except OSError as exc:
+            why = "does not exist" if isinstance(exc, FileNotFoundError) else (exc.strerror or str(exc))
+            raise InputError(f"PATH {p}: {why}; give result documents (*.json) or directories holding them") from None
+        out.append(Path(p))
+    return out
+
+
+def _check_report_dir(out: Path, flag: str) -> None:
+    """``out`` must be new, empty, or the folder of an earlier report (its marker, or the
+    outputs of a report older than the marker): anything else would mix the report's files
+    (and overwrite any of the same name) with what is there, and its own files would not be read."""
+    if not out.is_dir() or sources.report_outputs(out) is not None:
+        return
+    try:
+        with os.scandir(out) as it:
+            first = next(it, None)
+    except OSError as exc:
+        raise InputError(f"{flag} {out}: cannot list it: {exc.strerror or exc}") from None
+    if first is not None:
+        raise InputError(f"{flag} {out}: an existing directory that is neither empty nor a report folder (no "
+                         f"{sources.MARKER}; it holds {first.name}, ...): give a new or empty directory, or the "
+                         "folder of an earlier report")
+
+
 def report(
-    paths: list[Path] = typer.Argument(..., exists=True, help="Result documents (JSON) and directories holding "
-                                       "them (searched recursively; what an earlier report wrote is never read)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report directory (default: DIR/report for one "
-                                       "directory, else ./report)."),
+    raw_paths: list[str] = typer.Argument(..., metavar="PATH", help="Result documents (JSON) and directories "
+                                          "holding them (searched recursively; what an earlier report wrote is "
+                                          "never read)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report directory: new, empty or an earlier "
+                                       "report's (default: DIR/report for one directory, else ./report)."),
     fmt: Format = typer.Option(Format.markdown, "--format", help="What to print on stdout: the Markdown report or "
                                "the comparison as JSON."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
@@ -56,13 +90,17 @@ def report(
     intervals), Markdown, CSV, JSON, PNG charts, and a copy of every result document."""
     console = Console(stderr=True, soft_wrap=True)
 
-    def refuse(message: str) -> None:
+    def refuse(message: str) -> NoReturn:
         console.print(f"cnibench report: {message}", style="red", markup=False, highlight=False)
         raise typer.Exit(ExitCode.REFUSED)
 
-    out = out or _default_out(paths)
     try:
-        check_output_dir(out, "--out")
+        paths = _input_paths(raw_paths)
+        # (--out '' arrives as '.', the working directory: refused below unless it is empty or a report's)
+        flag = "--out" if out is not None else "--out (the default)"
+        out = out or _default_out(paths)
+        check_output_dir(out, flag)
+        _check_report_dir(out, flag)
     except InputError as exc:
         refuse(str(exc))
     found, skipped = sources.collect(paths, exclude=[out])

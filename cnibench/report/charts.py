@@ -17,6 +17,7 @@ tests), :func:`write_charts` writes them all as PNG.
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence, TypeAlias
@@ -41,6 +42,9 @@ STYLE = {
     "axes.edgecolor": "#444444", "axes.linewidth": 0.8, "axes.spines.top": False, "axes.spines.right": False,
     "axes.grid": True, "axes.axisbelow": True, "grid.color": "#d0d0d0", "grid.linewidth": 0.6,
     "grid.linestyle": "-", "text.color": "#1a1a1a", "axes.labelcolor": "#1a1a1a",
+    # every text is literal: a name or reason from a document holding "$...$" is not mathtext
+    # (which would render it as a formula, or fail on it)
+    "text.parse_math": False,
 }
 BAR = "#6b8fb8"      # a variant
 BEST = "#274b73"     # the best variant (darker: tells apart in grey too)
@@ -97,11 +101,18 @@ def _layout(fig: Figure, footer_in: float, top_in: float = 0.0) -> None:
     fig.tight_layout(rect=(0, min(0.6, footer_in / h), 1, 1 - min(0.3, top_in / h)))
 
 
+def _short(text: str, width: int = 32) -> str:
+    """``text`` cut in the middle to ``width`` characters (``cilium-…-2``: both ends tell
+    names apart): a label longer than that would squeeze the axes off the figure; the tables
+    hold the whole name."""
+    return text if len(text) <= width else text[:width - width // 2 - 1] + "…" + text[-(width // 2):]
+
+
 def _label(e: Entry, multi: bool) -> str:
-    name = e.subject + ("\n(host network)" if e.reference and e.subject == "host" else
-                        "\n(reference)" if e.reference else "")
+    name = _short(e.subject) + ("\n(host network)" if e.reference and e.subject == "host" else
+                                "\n(reference)" if e.reference else "")
     if multi and e.source:
-        name += f"\n[{e.source}]"
+        name += f"\n[{_short(e.source)}]"
     return name
 
 
@@ -289,7 +300,7 @@ def figure_profiles(group: Group, protocol: str, metrics: Sequence[Metric]) -> F
                 dodge = (j - (len(entries) - 1) / 2) * 0.05
                 xs = [k + dodge for k, p in enumerate(pcts) if p in pts]
                 ys = [pts[p] for p in pcts if p in pts]
-                name = e.subject + (f" [{e.source}]" if multi else "")
+                name = _short(e.subject) + (f" [{_short(e.source)}]" if multi else "")
                 extra = _achieved(m, e)
                 colour = "#111111" if e.reference else LINES[(i + 1) % len(LINES)]
                 ax.plot(xs, ys, linestyle="--" if e.reference else DASHES[i % len(DASHES)],
@@ -330,8 +341,18 @@ def figure_profiles(group: Group, protocol: str, metrics: Sequence[Metric]) -> F
 # --------------------------------------------------------------------------- writing
 
 
-def _file_name(metric_id: str) -> str:
-    return metric_id.replace("/", "-") + ".png"
+def _file_name(metric_id: str, taken: set[str] | None = None) -> str:
+    """``tcp/cpu`` -> ``tcp-cpu.png``: letters, digits, ``.``, ``_`` and ``-`` only, at most 100
+    characters, never hidden or a path; ``-2``, ``-3``... when ``taken`` (lower case: one folder
+    on a case-insensitive file system too) already holds the name."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", metric_id)[:100].strip("-.") or "chart"
+    name, n = base, 1
+    while taken is not None and name.lower() in taken:
+        n += 1
+        name = f"{base}-{n}"
+    if taken is not None:
+        taken.add(name.lower())
+    return name + ".png"
 
 
 def _single_subject(group: Group) -> bool:
@@ -355,10 +376,12 @@ def figure_overview(group: Group, metrics: Sequence[Metric], title: str) -> Figu
             ax.barh(y, e.value or 0.0, height=0.62, color=BAR, edgecolor="#555555", linewidth=0.6, gid=f"bar:{m.id}")
             text = fmt_number(e.value, unit)
             cpu = e.details.get("cpu") or {}
-            if m.chart == "cpu" and cpu.get("client_busy_percent") is not None:
+            if m.chart == "cpu" and cpu.get("idle_corrected") and cpu.get("client_busy_above_idle_percent") is not None:
+                text += (f"   client {fmt_number(cpu['client_busy_above_idle_percent'])} %, server "
+                         f"{fmt_number(cpu.get('server_busy_above_idle_percent'))} % busy above idle")
+            elif m.chart == "cpu" and cpu.get("client_busy_percent") is not None:
                 text += (f"   client {fmt_number(cpu['client_busy_percent'])} %, server "
-                         f"{fmt_number(cpu.get('server_busy_percent'))} % busy"
-                         + (" (idle-corrected)" if cpu.get("idle_corrected") else ""))
+                         f"{fmt_number(cpu.get('server_busy_percent'))} % busy (not idle-corrected)")
             ax.annotate(text, (e.value or 0.0, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=9)
         for y, (m, e) in enumerate(invalid, len(rows)):
             ax.annotate(f"{e.status} (no figure; see the notes below)", (0, y), xytext=(4, 0),
@@ -370,12 +393,12 @@ def figure_overview(group: Group, metrics: Sequence[Metric], title: str) -> Figu
         ax.grid(axis="y", visible=False)
         better = "higher is better" if rows[0][0].higher_is_better else "lower is better"
         ax.set_xlabel(f"{unit} ({better}; linear axis)")
-        subject = rows[0][1].subject
+        subject = _short(rows[0][1].subject, 60)
         _title(fig, ax, group, f"{title}: {subject}")
         caption = "One run, one repetition per test: no interval; no host-network reference in this run."
         if rows[0][0].chart == "cpu":
             idle = any((e.details.get("cpu") or {}).get("idle_corrected") for _, e in rows)
-            caption += (" CPU: busy share of each node, idle-corrected." if idle else
+            caption += (" CPU: busy share of each node above its share in knb's idle test, per Gbit/s." if idle else
                         " CPU: busy share of each node as knb sampled it (not idle-corrected).")
         _layout(fig, _footer(fig, notes, caption), 0.1)
         return fig
@@ -414,8 +437,9 @@ def write_charts(comp: Comparison, directory: Path) -> dict[str, dict[str, Path]
     plt = _plt()
     out: dict[str, dict[str, Path]] = {}
     for g in comp.groups:
+        taken: set[str] = set()
         for name, fig in group_figures(g):
-            path = directory / g.id / _file_name(name)
+            path = directory / g.id / _file_name(name, taken)
             path.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(path, dpi=DPI)
             plt.close(fig)

@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from cnibench import results
+from cnibench.errors import InputError
+from cnibench.report import checks
 from cnibench.report import sources as _src
 from cnibench.report.sources import (
     MARKER,
@@ -380,7 +382,8 @@ def _metric_title(test: dict, derived: str | None = None) -> str:
     if derived == "cpu":
         return f"CPU per Gbit/s during {name} ({path})"
     if derived == "cpu-busy":
-        return f"CPU busy % per Gbit/s during {name} ({path})"
+        above = " above idle" if (test.get("cpu") or {}).get("idle_corrected") else ""
+        return f"CPU busy %{above} per Gbit/s during {name} ({path})"
     if kind in ("tcp", "udp"):
         where = "pod-to-service" if "service" in name else path
         return f"{proto} throughput ({where})" + (" at a fixed offered rate" if kind == "udp" and "fixed" in str(
@@ -420,8 +423,9 @@ def _entry(c: _Cand, ref_tests: dict[str, dict], derived: str | None, ref_name: 
         value = cpu.get("cpu_seconds_per_gbit") if t.get("status") == "ok" else None
     elif derived == "cpu-busy":
         med = (t.get("stats") or {}).get("median")
-        value = cpu["busy_percent"] / med if t.get("status") == "ok" and cpu.get("busy_percent") is not None and med \
-            else None
+        # idle-corrected where the source could correct it (knb: the idle test subtracted per node)
+        busy = cpu.get("busy_above_idle_percent") if cpu.get("idle_corrected") else cpu.get("busy_percent")
+        value = busy / med if t.get("status") == "ok" and busy is not None and med else None
     else:
         value = (t.get("stats") or {}).get("median")
     status, reason = _status(t, value)
@@ -434,8 +438,9 @@ def _entry(c: _Cand, ref_tests: dict[str, dict], derived: str | None, ref_name: 
     e.warning = _warning(t)
     e.details = _details(t, t["kind"])
     if derived:
-        if derived == "cpu" and cpu.get("idle_corrected") is False:
-            e.warning = "; ".join(filter(None, [e.warning, "not idle-corrected"]))
+        if cpu.get("idle_corrected") is False:
+            why = str(cpu.get("idle_correction") or "")
+            e.warning = "; ".join(filter(None, [e.warning, "not idle-corrected" + (f" ({why})" if why else "")]))
     else:
         e.interval, e.interval_kind = _interval(t, e.value)
         e.cv = (t.get("stats") or {}).get("cv")
@@ -446,6 +451,19 @@ def _entry(c: _Cand, ref_tests: dict[str, dict], derived: str | None, ref_name: 
         elif not derived:
             e.vs_host = _doc_ratio(t)
     return e
+
+
+def _not_comparable(entries: Sequence[Entry], first: dict) -> None:
+    """An entry whose test has the metric's name but another unit or kind than the metric's
+    first variant (schema v1 latency in ms beside v2 in µs, another tool's figure under the same
+    name) is not ranked on one axis with it: it stays, without a figure, saying why."""
+    for e in entries:
+        t = e.test
+        if not e.valid or t is None or (t.get("unit"), t.get("kind")) == (first.get("unit"), first.get("kind")):
+            continue
+        e.status, e.value, e.interval, e.vs_host, e.details = "no-figure", None, None, None, {}
+        e.reason = (f"measured in {t.get('unit')} ({t.get('kind')}), the metric in {first.get('unit')} "
+                    f"({first.get('kind')}): not compared")
 
 
 def _rank(metric: Metric, allowed: bool) -> None:
@@ -504,7 +522,8 @@ def _group_id(key: tuple, first: Source, taken: set[str]) -> str:
 
 def _run_line(srcs: Sequence[Source]) -> str:
     dates = sorted({str(environment_facts(s.doc)["run_date"] or "")[:16].replace("T", " ") for s in srcs} - {""})
-    runs = ", ".join(s.run_id for s in srcs[:3]) + (f" and {len(srcs) - 3} more" if len(srcs) > 3 else "")
+    ids = list(dict.fromkeys(s.run_id for s in srcs))
+    runs = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
     return f"run {runs}" + (f", {dates[0]}" if len(dates) == 1 else f", {dates[0]} to {dates[-1]}" if dates else "")
 
 
@@ -598,6 +617,7 @@ def _build_group(gid: str, key: tuple, srcs: list[Source], explicit: bool) -> Gr
         for derived in derived_kinds:
             unit = {"cpu": "CPU s/Gbit", "cpu-busy": "% per Gbit/s"}.get(derived or "", first["unit"])
             entries = [_entry(c, refs[c.src.id], derived, ref_names[c.src.id]) for c in cands]
+            _not_comparable(entries, first)
             for subj, status, reason in not_measured:
                 entries.append(Entry(source="", subject=subj, variant=None, reference=False, status=status
                                      if status in ("skipped", "error") else "skipped", reason=reason))
@@ -629,6 +649,9 @@ def build(found: Sequence[Source], comparable: Sequence[Iterable[str]] = (),
           skipped: Sequence[tuple[Path, str]] = ()) -> Comparison:
     """The comparison of ``found`` (ids are given to sources that have none). ``comparable``:
     sets of source ids declared comparable (their groups are merged)."""
+    if len(found) > checks.MAX_DOCUMENTS:
+        raise InputError(f"{len(found)} result documents, more than the {checks.MAX_DOCUMENTS} one report compares: "
+                         "give fewer files or directories")
     srcs = sorted(found, key=lambda s: (ORIGIN_ORDER.get(s.origin, 9), s.doc.get("created", "")))
     if any(not s.id for s in srcs):
         srcs = _src.assign_ids(srcs)
@@ -651,6 +674,13 @@ def build(found: Sequence[Source], comparable: Sequence[Iterable[str]] = (),
                 merged_flags.pop(k, None)
             merged_flags[target] = True
     taken: set[str] = set()
+    for k, v in by_key.items():
+        n = sum(len(s.doc.get("subjects") or ()) for s in v)
+        if n > checks.MAX_GROUP_SUBJECTS:
+            some = ", ".join(s.id for s in v[:3]) + (f" and {len(v) - 3} more" if len(v) > 3 else "")
+            raise InputError(f"{n} subjects in one environment ({some}), more than the {checks.MAX_GROUP_SUBJECTS} a "
+                             "report compares in one group (each is a row of every table and chart): give fewer "
+                             "documents of this environment" + (" or drop --comparable" if merged_flags.get(k) else ""))
     groups = [_build_group(_group_id(k, v[0], taken), k, v, merged_flags.get(k, False)) for k, v in by_key.items()]
     return Comparison(sources=list(srcs), groups=groups, skipped=list(skipped))
 
@@ -749,7 +779,10 @@ def summarize_group(g: Group) -> list[str]:
 
 
 def _md(text: Any) -> str:
-    return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
+    """Text from a document as one Markdown table cell: ``|`` escaped, and no control character
+    (a newline, an escape sequence for the terminal the Markdown is printed on) kept."""
+    plain = "".join(c if c.isprintable() else " " for c in str(text if text is not None else ""))
+    return plain.replace("|", "\\|")
 
 
 def _ratio_cell(r: Ratio | None, best: bool = False) -> str:
@@ -791,9 +824,13 @@ def _extra_cell(m: Metric, e: Entry) -> str:
         if cpu.get("client_cpu_seconds_per_gbit") is not None and cpu.get("server_cpu_seconds_per_gbit") is not None:
             return (f"{fmt_number(cpu['client_cpu_seconds_per_gbit'], 'CPU s/Gbit')} / "
                     f"{fmt_number(cpu['server_cpu_seconds_per_gbit'], 'CPU s/Gbit')}")
+        if cpu.get("idle_corrected") and cpu.get("client_busy_above_idle_percent") is not None \
+                and cpu.get("server_busy_above_idle_percent") is not None:
+            return (f"{fmt_number(cpu['client_busy_above_idle_percent'])} % / "
+                    f"{fmt_number(cpu['server_busy_above_idle_percent'])} % busy above idle")
         if cpu.get("client_busy_percent") is not None and cpu.get("server_busy_percent") is not None:
-            text = f"{fmt_number(cpu['client_busy_percent'])} % / {fmt_number(cpu['server_busy_percent'])} % busy"
-            return text + (" (idle-corrected)" if cpu.get("idle_corrected") else "")
+            return (f"{fmt_number(cpu['client_busy_percent'])} % / {fmt_number(cpu['server_busy_percent'])} % busy"
+                    " (not idle-corrected)")
     return ""
 
 
@@ -816,7 +853,7 @@ def _facts_rows(f: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [("origin", f.get("origin")), ("host / nodes", f.get("host")), ("instance type", f.get("instance_type")),
             ("region", f.get("region")), ("kernel", f.get("kernel")), ("CPUs", f.get("cpus")),
             ("CPU model", str(f["cpu_model"]).strip() if f.get("cpu_model") else None), ("RAM", ram),
-            ("underlay MTU", f.get("underlay_mtu")), ("Kubernetes", f.get("kubernetes_version")),
+            ("underlay MTU", f.get("underlay_mtu")), ("pod MTU (knb: server pod)", f.get("pod_mtu")), ("Kubernetes", f.get("kubernetes_version")),
             ("run", f.get("run_id")), ("run date", f.get("run_date")), ("repetitions", f.get("repetitions"))]
     return [(k, join(v)) for k, v in rows if v not in (None, "", [])]
 
@@ -910,8 +947,9 @@ CSV_FIELDS = (
     "vs_host_high", "ratio_pairs", "tcp_retransmits", "udp_loss_percent", "load_percent_of_host_max",
     "target_rate_per_s", "achieved_rate_per_s", "achieved_percent_of_target", "p50_us", "p90_us", "p99_us",
     "p99.9_us", "cpu_s_per_gbit", "client_cpu_s_per_gbit", "server_cpu_s_per_gbit", "busy_percent",
+    "busy_above_idle_percent",
     "client_busy_percent", "server_busy_percent", "cpu_idle_corrected", "observed_mtu_bytes", "kernel", "cpus",
-    "instance_type", "underlay_mtu_bytes", "ram_total_mb", "ram_used_mb", "run_date",
+    "instance_type", "underlay_mtu_bytes", "pod_mtu_bytes", "ram_total_mb", "ram_used_mb", "run_date",
 )
 
 
@@ -932,7 +970,8 @@ def rows(comp: Comparison) -> list[dict[str, Any]]:
                     "path": e.path or "", "unit": m.unit, "higher_is_better": "yes" if m.higher_is_better else "no",
                     "status": e.status, "reason": e.reason or "", "warning": e.warning or "",
                     "kernel": f.get("kernel"), "cpus": f.get("cpus"), "instance_type": f.get("instance_type"),
-                    "underlay_mtu_bytes": f.get("underlay_mtu"), "ram_total_mb": rounded(f.get("ram_total_mb"), "MB"),
+                    "underlay_mtu_bytes": f.get("underlay_mtu"), "pod_mtu_bytes": f.get("pod_mtu"),
+                    "ram_total_mb": rounded(f.get("ram_total_mb"), "MB"),
                     "ram_used_mb": rounded(f.get("ram_used_mb"), "MB"), "run_date": f.get("run_date"),
                 }
                 if e.valid:
@@ -953,6 +992,7 @@ def rows(comp: Comparison) -> list[dict[str, Any]]:
                         client_cpu_s_per_gbit=rounded(cpu.get("client_cpu_seconds_per_gbit"), "CPU s/Gbit"),
                         server_cpu_s_per_gbit=rounded(cpu.get("server_cpu_seconds_per_gbit"), "CPU s/Gbit"),
                         busy_percent=rounded(cpu.get("busy_percent"), "%"),
+                        busy_above_idle_percent=rounded(cpu.get("busy_above_idle_percent"), "%"),
                         client_busy_percent=rounded(cpu.get("client_busy_percent"), "%"),
                         server_busy_percent=rounded(cpu.get("server_busy_percent"), "%"),
                         cpu_idle_corrected=("yes" if cpu.get("idle_corrected") else "no" if "idle_corrected" in cpu
@@ -990,8 +1030,9 @@ def to_json(comp: Comparison) -> str:
 
 
 def load_results(paths: Iterable[str | Path]) -> list[Source]:
-    """Read and check every document (:class:`cnibench.results.DocumentError` names the bad one)."""
-    return [Source(results.read_document(p), Path(p)) for p in paths]
+    """Read and check every document (:class:`cnibench.results.DocumentError` names the bad one;
+    :func:`cnibench.report.checks.read`: also what a report needs beyond the schema)."""
+    return [Source(checks.read(p), Path(p)) for p in paths]
 
 
 def _previous_outputs(out: Path) -> list[str]:

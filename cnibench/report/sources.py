@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any, Iterable, Sequence
 
 from cnibench import results
 from cnibench.errors import InputError
+from cnibench.report import checks
 
 THROUGHPUT_KINDS = ("tcp", "udp")
 PERCENTILES = ("p50", "p90", "p99", "p99.9")
@@ -116,10 +118,10 @@ def _knb_idle_ram(doc: dict[str, Any]) -> float | None:
 def environment_facts(doc: dict[str, Any]) -> dict[str, Any]:
     """What a reader needs to know about where a document was measured, each fact ``None`` when
     the document does not say: origin, host, instance type, region, kernel, CPUs, CPU model,
-    RAM (total; knb: used at idle), underlay MTU, Kubernetes version, run date, schema.
+    RAM (total; knb: used at idle), underlay MTU, pod MTU (knb), Kubernetes version, run date, schema.
 
-    knb imports: the MTU is ``environment.underlay_mtu`` or, from importers that do not set
-    it, the MTU knb discovered on the server pod (``subjects[].configured_mtu``); the run date
+    knb imports: the pod MTU is the one knb discovered on the server pod
+    (``subjects[].configured_mtu``), not the underlay's, which knb does not report; the run date
     ``environment.extra.knb.date_utc`` (knb's own date), else ``created``."""
     env = doc.get("environment") or {}
     extra = env.get("extra") or {}
@@ -141,8 +143,10 @@ def environment_facts(doc: dict[str, Any]) -> dict[str, Any]:
         "cpu_model": _first(extra.get("cpu_model"), server.get("cpu_model")),
         "ram_total_mb": ram_total,
         "ram_used_mb": ram_used if ram_total is None else None,
-        "underlay_mtu": _first(env.get("underlay_mtu"), extra.get("underlay_mtu"), extra.get("mtu"),
-                               _mtu_from_subjects(doc) if doc.get("origin") == "knb" else None),
+        "underlay_mtu": _first(env.get("underlay_mtu"), extra.get("underlay_mtu"), extra.get("mtu")),
+        # knb's "Discovered MTU" is read inside the server pod (ip link of its UP interfaces): the
+        # pod's MTU, which an overlay lowers below the underlay's (knb v1.5.0 script, MTU discovery)
+        "pod_mtu": _mtu_from_subjects(doc) if doc.get("origin") == "knb" else None,
         "kubernetes_version": _first(extra.get("kubernetes_version")),
         "run_date": _first(extra.get("run_date"), knb.get("date_utc"), doc.get("created")),
         "repetitions": _first(reps.get("done"), (doc.get("parameters") or {}).get("repeat")),
@@ -266,25 +270,40 @@ def report_output_of(path: Path, stop: Path) -> Path | None:
 
 def _candidates(paths: Iterable[Path], exclude: Sequence[Path], skipped: list[tuple[Path, str]]) -> list[Path]:
     files: list[Path] = []
-    excluded = [e.resolve() for e in exclude]
+    excluded = {_real(e): e for e in exclude}
     for arg in paths:
         if not arg.is_dir():
             files.append(arg)  # a file named on the command line is read (or refused) as it is
             continue
         reports: dict[Path, int] = {}
+        own: dict[Path, int] = {}
         for path in sorted(arg.rglob("*.json")):
-            real = path.resolve()
-            if any(real == e or e in real.parents for e in excluded):
-                continue
+            real = _real(path)
             made_by = report_output_of(path, arg)
+            inside = next((e for e in excluded if real == e or e in real.parents), None)
+            if inside is not None:  # the report's own directory: its earlier outputs silently, else said
+                if made_by is None:
+                    own[excluded[inside]] = own.get(excluded[inside], 0) + 1
+                continue
             if made_by is not None:
                 reports[made_by] = reports.get(made_by, 0) + 1
+                continue
+            if path.is_dir():  # rglob searches it too
+                skipped.append((path, "a directory, not a result document (the *.json files in it are searched)"))
                 continue
             files.append(path)
         for where, n in reports.items():
             skipped.append((where, f"{n} file(s) an earlier cnibench report wrote (its {MARKER} lists them): "
                                    "not read again"))
+        for where, n in own.items():
+            skipped.append((where, f"{n} file(s) in the directory this report is written to: not read"))
     return files
+
+
+def _real(path: Path) -> Path:
+    """``path`` with its symbolic links resolved as far as they go (a loop or an unreadable
+    link stays as it is: reading it then fails with its reason; ``Path.resolve`` would raise)."""
+    return Path(os.path.realpath(path))
 
 
 def _digest(doc: dict[str, Any]) -> str:
@@ -294,8 +313,10 @@ def _digest(doc: dict[str, Any]) -> str:
 def collect(paths: Iterable[str | Path], exclude: Sequence[str | Path] = ()) -> tuple[list[Source], list[tuple[Path, str]]]:
     """Every result document in ``paths`` (files, and ``*.json`` under directories, recursively),
     read once and checked (:func:`cnibench.results.read_document`: regular files only, finite
-    numbers, its schema), and what was skipped with the reason (``matrix.json``, a FIFO, NaN,
-    broken JSON, a second copy of a document already read, an earlier report's outputs).
+    numbers, its schema; :mod:`cnibench.report.checks`: subjects, names and figures a report can
+    use), and what was skipped with the reason (``matrix.json``, a FIFO, NaN, broken JSON, a
+    negative or inconsistent figure, a directory named ``*.json``, a second copy of a document
+    already read, an earlier report's outputs).
 
     What an earlier report wrote (listed in its :data:`MARKER`; a report older than the marker:
     the ``results/`` beside its ``comparison.md`` and ``comparison.csv``) and ``exclude`` (the
@@ -307,12 +328,12 @@ def collect(paths: Iterable[str | Path], exclude: Sequence[str | Path] = ()) -> 
     digests: dict[str, Path] = {}
     found: list[Source] = []
     for path in _candidates([Path(p) for p in paths], [Path(e) for e in exclude], skipped):
-        real = path.resolve()
+        real = _real(path)
         if real in seen_paths:
             continue
         seen_paths.add(real)
         try:
-            doc = results.read_document(path)
+            doc = checks.read(path)  # also what a report needs beyond the schema (cnibench.report.checks)
         except results.DocumentError as exc:
             skipped.append((path, f"at {exc.where}: {exc.problem}" if exc.where else exc.problem))
             continue
