@@ -205,3 +205,30 @@ def test_write_json_validates(tmp_path):
         results.write_json(bad, tmp_path / "bad.json")
     assert not (tmp_path / "bad.json").exists()
     assert not math.isnan(doc["subjects"][0]["tests"][0]["stats"]["median"])
+
+
+def test_lab_chart_speaks_the_tables_vocabulary():
+    """The lab's own chart: beside each ratio the absolute median with its unit, under each test
+    the reference's figure, and every subject or test it does not draw with the reason."""
+    import matplotlib.pyplot as plt
+
+    doc = results.load(DATA / "lab-result-v2.json")
+    fig = report.figure_chart(doc)
+    try:
+        ax = fig.axes[0]
+        ticks = [t.get_text() for t in ax.get_yticklabels()]
+        notes = " ".join(t.get_text() for t in fig.texts)
+        points = [t.get_text() for t in ax.texts]
+    finally:
+        plt.close(fig)
+    host = {t["name"]: t for t in next(s for s in doc["subjects"] if s["name"] == "host")["tests"]}
+    tcp = host["tcp"]
+    assert f"tcp\nhost {report._num(tcp['stats']['median'], tcp['unit'])} Gbit/s" in ticks
+    drawn = [(s, t) for s in doc["subjects"] if s["name"] != "host" and s["status"] == "ok" for t in s["tests"]
+             if t["name"] != "mtu" and t["status"] == "ok" and (t.get("ratio") or {}).get("estimate") is not None]
+    assert drawn and len(points) == len(drawn)
+    assert all(f"{report._num(t['stats']['median'], t['unit'])} {t['unit']}" in points for _, t in drawn)
+    for s in doc["subjects"]:
+        if s["status"] == "skipped":
+            assert f"{s['name']}: skipped (" in notes and s["skipped_reason"].split(" (")[0][:40] in notes
+    assert "host-gw latency-tcp-30pct: invalid (no valid repetition: load generator behind" in notes

@@ -77,7 +77,13 @@ def _notes(group: Group, entries: Sequence[Entry]) -> list[str]:
         if not e.valid:
             word = {"no-figure": "no figure", "error": "failed"}.get(e.status, e.status)
             by.setdefault((word, str(e.reason)), []).append(e.subject)
-    return [f"{', '.join(dict.fromkeys(who))}: {word}: {reason}" for (word, reason), who in by.items()]
+    out = []
+    for (word, reason), who in by.items():
+        names = ", ".join(dict.fromkeys(who))
+        # a reason that already says it ("ipip skipped: the kernel ...") is not said twice
+        said = reason.startswith((word, f"{names} {word}", f"{names}: {word}"))
+        out.append(f"{names}: {reason}" if said else f"{names}: {word}: {reason}")
+    return out
 
 
 def _footer(fig: Figure, notes: Sequence[str], caption: str | None = None) -> float:
@@ -284,7 +290,8 @@ def figure_profiles(group: Group, protocol: str, metrics: Sequence[Metric]) -> F
         ncols = 1 if len(drawn) == 1 else 2
         nrows = math.ceil(len(drawn) / ncols)
         skipped = {(e.subject, e.reason) for m in metrics for e in m.entries if e.status == "skipped" and not e.source}
-        notes = [f"{s}: skipped: {r}" for s, r in sorted(skipped, key=str)]
+        notes = [f"{s}: {r}" if str(r).startswith(f"{s} skipped") else f"{s}: skipped: {r}"
+                 for s, r in sorted(skipped, key=str)]
         for m in metrics:
             notes += [f"{m.test}: {n}" for n in _notes(group, [e for e in m.entries if e.source or e.valid])]
         notes = list(dict.fromkeys(notes))
@@ -319,7 +326,7 @@ def figure_profiles(group: Group, protocol: str, metrics: Sequence[Metric]) -> F
                 ax.grid(False)
                 continue
             ax.set_yscale("log")
-            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
             ax.yaxis.set_major_formatter(FuncFormatter(_tick))
             ax.yaxis.set_minor_formatter(NullFormatter())
             ax.grid(True, which="major", axis="both")

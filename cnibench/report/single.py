@@ -147,9 +147,30 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _short_reason(reason: str | None) -> str:
+    """The first clause of a reason (the table's notes have it whole)."""
+    text = str(reason or "")
+    for sep in ("; ", " (Linux", " (errno"):
+        text = text.split(sep)[0]
+    return textwrap.shorten(text, 110, placeholder=" ...")
+
+
 def write_chart(doc: dict[str, Any], path: str | Path) -> Path:
-    """PNG: every test's ratio to the reference, per subject, with its 95 % interval (log
-    axis; right of 1 is better). Tests without a valid ratio are listed, not drawn."""
+    """PNG of :func:`figure_chart`."""
+    import matplotlib.pyplot as plt
+
+    fig = figure_chart(doc)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def figure_chart(doc: dict[str, Any]) -> Any:
+    """Every test's ratio to the reference, per subject, with its 95 % interval (log axis;
+    right of 1 is better), the absolute median beside each point and the reference's under
+    each test name. Tests and subjects without a valid ratio are listed with why, not drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,8 +178,9 @@ def write_chart(doc: dict[str, Any], path: str | Path) -> Path:
 
     ref = doc.get("reference")
     subjects = [s for s in doc["subjects"] if s["status"] == "ok" and s["name"] != ref]
+    ref_subject = next((s for s in doc["subjects"] if s["name"] == ref), None)
     names = [n for n in test_names(doc) if n != "mtu"]
-    fig, ax = plt.subplots(figsize=(10, 0.45 * len(names) + 2.5))
+    fig, ax = plt.subplots(figsize=(10, 0.62 * len(names) + 3.2))
     markers = "osD^v<>"
     missing: list[str] = []
     for k, s in enumerate(subjects):
@@ -168,7 +190,9 @@ def write_chart(doc: dict[str, Any], path: str | Path) -> Path:
             r = (t or {}).get("ratio") or {}
             if not t or t["status"] != "ok" or r.get("estimate") is None:
                 if t is not None:
-                    missing.append(f"{s['name']} {name}: {t['status'] if t['status'] != 'ok' else 'no ratio'}")
+                    why = (t.get("validity") or {}).get("reason") or t.get("error") or t.get("skipped_reason")
+                    missing.append(f"{s['name']} {name}: {t['status'] if t['status'] != 'ok' else 'no ratio'}"
+                                   + (f" ({_short_reason(why)})" if why else ""))
                 continue
             # oriented so that right of 1 is better: invert lower-is-better ratios
             flip = not t.get("higher_is_better", True)
@@ -183,6 +207,9 @@ def write_chart(doc: dict[str, Any], path: str | Path) -> Path:
             # an interval wider than the axis is drawn to its edge (the table has the numbers)
             lo.append(est - max(low, 1 / AXIS_LIMIT) if low is not None else 0)
             hi.append(min(high, AXIS_LIMIT) - est if high is not None else 0)
+            # the absolute figure beside its ratio: one vocabulary with the table and the report
+            ax.annotate(f"{_num(t['stats']['median'], t['unit'])} {t['unit']}", (est, ys[-1]), xytext=(0, 4.5),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=7, color="#333333")
         if xs:
             ax.errorbar(xs, ys, xerr=[lo, hi], fmt=markers[k % len(markers)], capsize=3, label=s["name"])
     ax.axvline(1.0, color="grey", linewidth=0.8)
@@ -196,7 +223,15 @@ def write_chart(doc: dict[str, Any], path: str | Path) -> Path:
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.grid(axis="x", alpha=0.3)
-    ax.set_yticks(range(len(names)), names)
+    def tick(name: str) -> str:
+        t = _test(ref_subject, name) if ref_subject else None
+        if not t:
+            return name
+        if t["status"] == "ok" and (t.get("stats") or {}).get("median") is not None:
+            return f"{name}\n{ref} {_num(t['stats']['median'], t['unit'])} {t['unit']}"
+        return f"{name}\n{ref}: {t['status']}"
+
+    ax.set_yticks(range(len(names)), [tick(n) for n in names], fontsize=8.5)
     ax.invert_yaxis()
     ax.set_xlabel(f"relative to {ref} (right of 1 = better; latency ratios inverted); 95 % interval, "
                   f"clipped at 1/{AXIS_LIMIT:g} and {AXIS_LIMIT:g}")
@@ -208,16 +243,21 @@ def write_chart(doc: dict[str, Any], path: str | Path) -> Path:
     if ranking and not ranking.get("allowed"):
         title += "\nNO RANKING: " + str(ranking.get("reason"))
     ax.set_title("\n".join(textwrap.fill(line, 110) for line in title.split("\n")), fontsize="medium")
-    skipped = [f"{s['name']}: {s['status']}" for s in doc["subjects"] if s["status"] != "ok"]
-    foot = "; ".join(skipped + missing)
+    skipped = [f"{s['name']}: {s['status']}"
+               + (f" ({_short_reason(s.get('skipped_reason') or s.get('error'))})"
+                  if s.get("skipped_reason") or s.get("error") else "")
+               for s in doc["subjects"] if s["status"] != "ok"]
+    lines = skipped + list(dict.fromkeys(missing))
+    if len(lines) > 10:
+        lines = lines[:9] + [f"... and {len(lines) - 9} more (see the table)"]
+    foot = "\n".join(textwrap.fill(line, 150, subsequent_indent="    ") for line in ["not drawn:", *lines]) \
+        if lines else ""
     if foot:
-        fig.text(0.01, 0.01, "not drawn: " + foot[:400], fontsize="x-small", wrap=True)
-    fig.tight_layout(rect=(0, 0.05 if foot else 0, 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+        fig.text(0.01, 0.01, foot, fontsize=7.5, va="bottom", ha="left")
+    foot_in = (foot.count("\n") + 1) * 0.16 + 0.2 if foot else 0.0
+    fig.set_figheight(fig.get_figheight() + foot_in)
+    fig.tight_layout(rect=(0, foot_in / fig.get_figheight(), 1, 1))
+    return fig
 
 
 def write_json(doc: dict[str, Any], path: str | Path) -> Path:
