@@ -866,7 +866,7 @@ def markdown(comp: Comparison, charts: dict[str, dict[str, Path]] | None = None,
              "Figures are compared only within an environment (same machines, same run; a cloud group: one "
              "instance type, one node pair per variant). *vs best* is the ratio to the best variant of the same "
              "group and *vs host* to the host network of the same run, each with its 95 % interval from paired "
-             "repetitions in brackets; a value's interval is the 95 % CI of the median (from 6 repetitions) or "
+             "repetitions in brackets; a value's interval is the 95 % CI of the median (with 6 or more repetitions) or "
              "the min–max of the repetitions. An invalid or failed measurement is shown as such, with its reason, "
              "never as a number.", "", "## Summary", ""]
     for g in comp.groups:
@@ -889,7 +889,8 @@ def markdown(comp: Comparison, charts: dict[str, dict[str, Path]] | None = None,
         lines += [f"| {k} | {_md(v)} |" for k, v in _facts_rows(g.facts)]
         if g.not_measured:
             lines += ["", "Not measured:", ""]
-            lines += [f"- {_md(s)}: {st}: {_md(r)}" for s, st, r in g.not_measured]
+            lines += [f"- {_md(s)}: {_md(r)}" if r.startswith(f"{s} {st}") else f"- {_md(s)}: {st}: {_md(r)}"
+                      for s, st, r in g.not_measured]
         if g.warnings:
             lines += ["", "**Validity warnings**", ""] + [f"- ⚠ {_md(w)}" for w in g.warnings]
         for m in g.metrics:
