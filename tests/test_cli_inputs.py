@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from cnibench import results
 from cnibench.cli import app
-from cnibench.errors import ExitCode
+from cnibench.errors import ExitCode, InputError
 
 DATA = Path(__file__).resolve().parent / "data"
 KNB = DATA / "knb"
@@ -279,3 +279,21 @@ def test_import_output_is_whole_or_absent_and_keeps_the_mode(tmp_path):
     assert res.exit_code == 0, res.output
     results.parse_document(target.read_bytes(), target)
     assert stat.S_IMODE(target.stat().st_mode) == 0o600 and listing(tmp_path) == ["x.json"]
+
+
+def test_an_out_we_may_not_look_at_is_an_input_error(tmp_path, monkeypatch):
+    """As a user, --out under another user's mode-700 directory: stat raises EACCES (root never
+    sees it, so the call is made to fail here); a clear error, not a PermissionError traceback."""
+    from cnibench.cli import console
+
+    target = tmp_path / "private" / "out"
+
+    def denied(self, *a, **k):
+        if str(self).startswith(str(tmp_path / "private")):
+            raise PermissionError(13, "Permission denied", str(self))
+        return orig(self, *a, **k)
+
+    orig = Path.stat
+    monkeypatch.setattr(Path, "stat", denied)
+    with pytest.raises(InputError, match=r"--out .*/private/out: cannot look at it: Permission denied"):
+        console.check_output_dir(target, "--out")

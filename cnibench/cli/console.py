@@ -81,9 +81,13 @@ def check_output_dir(path: Path, flag: str) -> None:
     """Refuse, before any work, a directory a command could not write into: an existing file, a
     parent that is a file, or a place where nothing can be created (read-only, no permission).
     Leaves nothing behind: the probe (a temporary file or directory) is removed again."""
-    if os.path.lexists(path) and not path.is_dir():
+    try:
+        exists, is_dir = os.path.lexists(path), path.is_dir()
+    except OSError as exc:  # a parent we may not search (mode 700 of another user)
+        raise InputError(f"{flag} {path}: cannot look at it: {exc.strerror or exc}") from None
+    if exists and not is_dir:
         raise InputError(f"{flag} {path}: exists and is not a directory; give a directory (it is created if missing)")
-    base = path if path.is_dir() else _nearest_existing(path)
+    base = path if is_dir else _nearest_existing(path)
     if not base.is_dir():
         raise InputError(f"{flag} {path}: {base} is not a directory, so {path} cannot be created")
     try:

@@ -101,7 +101,7 @@ def lab(
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if the shell ignored it (background job)
     require_lab("cnibench lab")
     # the lab engine needs the lab extra (pyroute2): imported once it is known to be there
-    from cnibench.lab import nsutil
+    from cnibench.lab import nsutil, preflight
     from cnibench.lab.preflight import PreflightError
     from cnibench.lab.runner import LabInterrupted, LabOptions, run_lab
 
@@ -148,8 +148,10 @@ def lab(
         if repeat is not None:
             opts.repeat = repeat
         opts.validate()
+        if os.geteuid() != 0:  # before --out: a user's --out may be a place only root can reach
+            preflight.check(latency=opts.latency, service_proxy=opts.service_proxy, need_root=True)
         check_output_dir(out, "--out")  # else the results of the whole run are lost at its end
-    except (InputError, ValueError) as exc:
+    except (InputError, ValueError, PreflightError) as exc:
         raise refuse(str(exc)) from None
     try:
         result = run_lab(opts, console)

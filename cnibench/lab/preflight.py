@@ -38,7 +38,8 @@ def check(*, latency: bool = True, service_proxy: str = "nft", need_root: bool =
     if need_root and os.geteuid() != 0:
         raise PreflightError(
             "cnibench lab needs root: it creates network namespaces, veth/bridge/vxlan devices and "
-            "nft rules (inside its own namespaces). Run it as root, e.g. 'sudo cnibench lab'."
+            "nft rules (inside its own namespaces). Run it as root, e.g. 'sudo .venv/bin/cnibench lab' "
+            "(plain 'sudo cnibench' misses the virtualenv: sudo's secure_path replaces PATH)."
         )
     missing = [t for t in required_tools(latency=latency, service_proxy=service_proxy) if shutil.which(t) is None]
     for tool in missing:
