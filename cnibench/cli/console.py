@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from cnibench.errors import CnibenchError, InputError
+from cnibench.files import write_atomically
 
 
 def out_console() -> Console:
@@ -149,18 +150,7 @@ def write_output_file(path: Path, text: str) -> None:
         umask = os.umask(0o022)
         os.umask(umask)
         mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(dir=path.absolute().parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomically(path, text, mode)
 
 
 __all__ = ["NoAnswer", "ask", "check_output_dir", "check_output_file", "console", "err_console", "fail", "out_console",

@@ -20,12 +20,12 @@ import datetime as _dt
 import json
 import os
 import secrets
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from cnibench.files import write_atomically
 from cnibench.matrix import procs
 
 STATE_ENV = "CNIBENCH_STATE_DIR"
@@ -43,17 +43,7 @@ def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by its owner only (mode 600 from the first byte:
     a temporary file made with 0600 in the same directory, then renamed over ``path``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mkstemp: 0600
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomically(path, text, 0o600)
 
 
 @dataclass
