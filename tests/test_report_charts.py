@@ -114,3 +114,11 @@ def test_a_knb_run_without_its_idle_test_says_not_idle_corrected():
     (g,) = _group(doc)
     figs = dict(charts.group_figures(g))
     assert "not idle-corrected" in _texts(figs["cpu"]) and "above idle" not in _texts(figs["cpu"])
+
+
+def test_whisker_captions_of_different_repetition_counts_are_said_once():
+    assert charts._merge_kinds({"min–max of 3 repetitions (too few for a 95 % CI)",
+                                "min–max of 4 repetitions (too few for a 95 % CI)", "95 % CI of the median"}) == \
+        ["95 % CI of the median", "min–max of 3–4 repetitions (too few for a 95 % CI)"]
+    assert charts._merge_kinds({"min–max of 4 repetitions (too few for a 95 % CI)"}) == \
+        ["min–max of 4 repetitions (too few for a 95 % CI)"]

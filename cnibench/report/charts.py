@@ -70,6 +70,22 @@ def _wrap(text: str, width: int = 120) -> str:
     return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
 
 
+def _merge_kinds(kinds: set[str]) -> list[str]:
+    """'min–max of 3 repetitions (...)' and '... of 4 ...' as one 'min–max of 3–4 repetitions (...)'."""
+    import re
+
+    counts: dict[tuple[str, str], list[int]] = {}
+    other: list[str] = []
+    for k in kinds:
+        m = re.fullmatch(r"(.*? of )(\d+)( repetitions.*)", k)
+        if m:
+            counts.setdefault((m.group(1), m.group(3)), []).append(int(m.group(2)))
+        else:
+            other.append(k)
+    merged = [f"{head}{min(n)}{'' if min(n) == max(n) else f'–{max(n)}'}{tail}" for (head, tail), n in counts.items()]
+    return sorted(merged + other)
+
+
 def _notes(group: Group, entries: Sequence[Entry]) -> list[str]:
     """What the chart does not draw, with why: invalid, failed, skipped subjects."""
     by: dict[tuple[str, str], list[str]] = {}
@@ -155,7 +171,7 @@ def _bars(plt: Any, group: Group, metric: Metric, valid: list[Entry], cpu: bool)
     rows = order + invalid
     multi = len(group.sources) > 1
     notes = _notes(group, invalid)
-    kinds = sorted({e.interval_kind for e in valid if e.interval and e.interval_kind})
+    kinds = _merge_kinds({e.interval_kind for e in valid if e.interval and e.interval_kind})
     split = cpu and any((e.details.get("cpu") or {}).get("client_cpu_seconds_per_gbit") is not None for e in valid)
     label_lines = max(len(_label(e, multi).split("\n")) for e in rows)
     height = 1.5 + len(rows) * (0.3 + 0.16 * label_lines)
