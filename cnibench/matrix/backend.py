@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import yaml
 
@@ -23,6 +23,9 @@ from cnibench.errors import InputError
 from cnibench.matrix import procs
 from cnibench.matrix.owner import default_state_dir
 from cnibench.project import PROJECT_FILE, config_text, find_project_dir, with_namespace
+
+if TYPE_CHECKING:  # mypy checks the calls into the SDK; pulumi is imported only when the backend is used
+    from pulumi.automation import PulumiCommand, Stack
 
 DEFAULT_PASSPHRASE_ENV = "PULUMI_CONFIG_PASSPHRASE"
 PASSPHRASE_FILE_ENV = "PULUMI_CONFIG_PASSPHRASE_FILE"
@@ -260,7 +263,7 @@ def _pulumi_pids(stack: str, proc: Path = Path("/proc")) -> list[int]:
 class AutomationStack:
     """A :class:`StackHandle` over ``pulumi.automation.Stack``."""
 
-    def __init__(self, stack: Any) -> None:
+    def __init__(self, stack: Stack) -> None:
         self._stack = stack
         self.name: str = stack.name
 
@@ -412,7 +415,7 @@ class AutomationBackend:
     def resource_ids(self, name: str) -> set[str]:
         return AutomationStack(self._select(name)).resource_ids()
 
-    def _select(self, name: str) -> Any:
+    def _select(self, name: str) -> Stack:
         from pulumi.automation import Stack
 
         return Stack.select(name, self._workspace)
@@ -481,7 +484,7 @@ def run_cli(command: str, args: list[str], cwd: str, additional_env: Mapping[str
     return result
 
 
-def shielded_command(root: str | None = None) -> Any:
+def shielded_command(root: str | None = None) -> PulumiCommand:
     """A ``pulumi.automation.PulumiCommand`` whose CLI processes run in their own process
     group (see :mod:`cnibench.matrix.procs`): ``LocalWorkspace`` runs every command through
     ``pulumi_command.run``, which this overrides. The version check of ``PulumiCommand``
