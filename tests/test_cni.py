@@ -1,7 +1,8 @@
 """The CNI of every variant, as the real program declares it under Pulumi's mocks.
 
 Each test reads the resource inputs the engine received (stack_run: the shipped stack files)
-and checks them against the catalog record and the cluster's values.
+and checks them against the settings written out below from the CNIs' own sources (not read from
+the catalog) and the cluster's values.
 """
 
 from __future__ import annotations
@@ -15,19 +16,101 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from test_variants import RELEASES
 
 from cnibench.mocks import OfflineRun
 from cnibench.program.cni import INSTALLERS, flannel, kube_router, readiness
 from cnibench.program.cni.base import SCRIPTS
-from cnibench.variants import CATALOG, CILIUM_CHART_VERSION, CNI_PLUGINS_VERSION, InstallMethod, thaw
+from cnibench.variants import CATALOG, InstallMethod
 from tests.conftest import public_ip
 
 DATA = Path(__file__).resolve().parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
 
-FLANNEL = sorted(n for n, v in CATALOG.items() if v.cni == "flannel")
-KUBE_ROUTER = sorted(n for n, v in CATALOG.items() if v.cni == "kube-router")
-CILIUM = sorted(n for n, v in CATALOG.items() if v.cni == "cilium")
+# --- what each variant must set, from the CNIs' sources ----------------------------------------
+# flannel Documentation/backends.md @ v0.28.9 (v0.19.2 for aws-vpc), "Type and options": vxlan VNI
+# "defaults to 1", Port the kernel default 8472; wireguard ListenPort "Default is 51820"; aws-vpc
+# gets RouteTableID (the stack's own table) filled in by the program.
+FLANNEL_BACKENDS = {
+    "flannel-vxlan": {"Type": "vxlan", "VNI": 1, "Port": 8472},
+    "flannel-host-gw": {"Type": "host-gw"},
+    "flannel-ipip": {"Type": "ipip"},
+    "flannel-wireguard": {"Type": "wireguard", "ListenPort": 51820},
+    "flannel-aws-vpc": {"Type": "aws-vpc"},
+}
+# what flannel subtracts from the external MTU, flannel-io/flannel @ v0.28.9:
+# pkg/backend/vxlan/vxlan_network.go encapOverhead = 50; pkg/backend/ipip/ipip.go MTU - 20;
+# pkg/backend/wireguard/wireguard_network.go overhead = 80; routing backends nothing
+FLANNEL_OVERHEAD = {"flannel-vxlan": 50, "flannel-host-gw": 0, "flannel-ipip": 20, "flannel-wireguard": 80,
+                    "flannel-aws-vpc": 0}
+
+# kube-router docs/user-guide.md @ v2.11.1: --run-router (iBGP pod routes), --run-firewall
+# (network policy), --run-service-proxy (IPVS), --enable-overlay, --overlay-type subnet|full,
+# --overlay-encap ipip|fou
+KUBE_ROUTER_ARGS = {
+    "kube-router-overlay": ["--run-router=true", "--run-firewall=true", "--run-service-proxy=false",
+                            "--enable-overlay=true", "--overlay-type=full", "--overlay-encap=ipip"],
+    "kube-router-native": ["--run-router=true", "--run-firewall=true", "--run-service-proxy=false",
+                           "--enable-overlay=false"],
+    "kube-router-proxy": ["--run-router=true", "--run-firewall=true", "--run-service-proxy=true",
+                          "--enable-overlay=false"],
+}
+
+# Helm values of chart cilium 1.18.12 (install/kubernetes/cilium/values.yaml, keys in
+# data/cilium-chart-1.18.12-keys.txt): routingMode "tunnel" | "native", tunnelProtocol "vxlan" |
+# "geneve", autoDirectNodeRoutes (routes to the other nodes' pod ranges: needs L2), bpf.masquerade,
+# kubeProxyReplacement the string "true" or "false" (values.yaml: 'Valid options are "true" or
+# "false"'); ENI IPAM (Documentation/network/concepts/ipam/eni.rst): ipam.mode eni and, with
+# Helm, eni.enabled=true; native routing explicit (an empty routingMode renders as tunnel).
+CILIUM_VALUES = {
+    "cilium-vxlan": {"routingMode": "tunnel", "tunnelProtocol": "vxlan", "kubeProxyReplacement": "false"},
+    "cilium-geneve": {"routingMode": "tunnel", "tunnelProtocol": "geneve", "kubeProxyReplacement": "false"},
+    "cilium-native": {"routingMode": "native", "autoDirectNodeRoutes": True, "kubeProxyReplacement": "false"},
+    "cilium-native-kpr": {"routingMode": "native", "autoDirectNodeRoutes": True, "kubeProxyReplacement": "true",
+                          "bpf": {"masquerade": True}},
+    "cilium-eni": {"routingMode": "native", "eni": {"enabled": True}, "ipam": {"mode": "eni"},
+                   "kubeProxyReplacement": "false"},
+}
+AUTO_DIRECT_NODE_ROUTES = {"cilium-native", "cilium-native-kpr"}
+
+# The EC2 actions of cilium's operator in ENI IPAM mode: cilium
+# Documentation/network/concepts/ipam/eni.rst, "Required Privileges". The copy at v1.18.12 itself
+# could not be read (only copies of cilium/cilium's main branch are stored); the always-required
+# list is the one of every copy from after cilium/cilium#36922 (DescribeInstanceTypes always) and
+# #37229 (route-table-aware subnet selection: DescribeRouteTables), both merged for v1.18.
+CILIUM_ENI_REQUIRED = {
+    "ec2:DeleteNetworkInterface", "ec2:DescribeInstanceTypes", "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeRouteTables", "ec2:DescribeSecurityGroups",
+    "ec2:CreateNetworkInterface", "ec2:AttachNetworkInterface", "ec2:ModifyNetworkInterfaceAttribute",
+    "ec2:AssignPrivateIpAddresses", "ec2:CreateTags",
+}
+# granted by the catalog; the program enables ENI GC (the default) but sets neither
+# --aws-release-excess-ips nor --instance-tags-filter
+CILIUM_ENI_CONDITIONAL = {
+    "ec2:DescribeTags",  # "If ENI GC is enabled (which is the default)"
+    "ec2:UnassignPrivateIpAddresses",  # "If releasing excess IPs is enabled"
+    "ec2:DescribeInstances",  # "If --instance-tags-filter is used"
+}
+# Listed as always required only by the newest stored copy (cilium/cilium main @ 0e22bde581f1),
+# after the AWS prefix-list support of 2026 (cilium/cilium#45806), by no earlier copy: granted by
+# the catalog all the same.
+CILIUM_ENI_PREFIX_LISTS = {"ec2:DescribeManagedPrefixLists", "ec2:GetManagedPrefixListEntries"}
+CILIUM_ENI_IAM = CILIUM_ENI_REQUIRED | CILIUM_ENI_CONDITIONAL | CILIUM_ENI_PREFIX_LISTS
+
+# The EC2 source/destination check must be off where a node sends or receives packets whose
+# addresses are not its own (EC2 API ModifyInstanceAttribute, SourceDestCheck: the checks "ensure
+# that the instance is either the source or the destination of any traffic that it receives"):
+# pod-CIDR routing (host-gw, aws-vpc, kube-router, cilium native; kube-router-overlay's pod -> node
+# traffic leaves the tunnel unmasqueraded). ipvlan pods use the ENI's own secondary addresses, yet
+# the policy issue asks for the check off on every direct-routing variant: off there too.
+SOURCE_DEST_CHECK_OFF = {
+    "flannel-host-gw", "flannel-aws-vpc", "kube-router-overlay", "kube-router-native", "kube-router-proxy",
+    "cilium-native", "cilium-native-kpr", "ipvlan",
+}
+
+FLANNEL = sorted(FLANNEL_BACKENDS)
+KUBE_ROUTER = sorted(KUBE_ROUTER_ARGS)
+CILIUM = sorted(CILIUM_VALUES)
 
 K8S_TYPED = ("kubernetes:core/", "kubernetes:apps/", "kubernetes:rbac.authorization.k8s.io/")
 
@@ -79,6 +162,11 @@ def test_every_catalog_cni_has_an_installer():
     assert {v.cni for v in CATALOG.values()} == set(INSTALLERS)
 
 
+def test_the_tables_cover_every_variant_of_their_cni():
+    for cni, table in (("flannel", FLANNEL_BACKENDS), ("kube-router", KUBE_ROUTER_ARGS), ("cilium", CILIUM_VALUES)):
+        assert set(table) == {n for n, v in CATALOG.items() if v.cni == cni}, cni
+
+
 def test_main_has_no_per_variant_branches():
     main = (ROOT / "cnibench" / "program" / "__init__.py").read_text()
     assert 'install_cni("cni", cfg, cluster, nodes, network)' in main
@@ -91,7 +179,7 @@ def test_cni_output_names_the_install(stack_run, stack):
     run = stack_run(stack)
     variant = CATALOG[stack]
     out = run.outputs["cni"]
-    assert out["variant"] == stack and out["version"] == variant.install.version
+    assert out["variant"] == stack and out["version"] == RELEASES[stack]
     assert out["install"] == variant.install.method.value
     assert out["podMtu"] == variant.pod_mtu(run.config["underlayMtu"])
     explicit = {"kube-router-overlay"}  # the only CNI whose own MTU computation differs
@@ -102,18 +190,17 @@ def test_cni_output_names_the_install(stack_run, stack):
 @pytest.mark.parametrize("stack", FLANNEL)
 def test_flannel_net_conf_carries_the_backend(stack_run, stack):
     run = stack_run(stack)
-    variant = CATALOG[stack]
     data = named(run, "ConfigMap")["data"]
     net = json.loads(data["net-conf.json"])
     assert net["Network"] == run.config["podCidr"] == "10.244.0.0/16"
-    expected = thaw(variant.datapath["Backend"])
+    expected = dict(FLANNEL_BACKENDS[stack])
     if expected["Type"] == "aws-vpc":
         table = run.one("aws:ec2/routeTable:RouteTable")
         expected["RouteTableID"] = table.state["id"]
         assert net["Backend"]["RouteTableID"].startswith("routetable-")
     assert net["Backend"] == expected
-    # flannel computes the pod MTU itself, and its backend overhead is the catalog's
-    assert flannel.FLANNEL_OVERHEAD[expected["Type"]] == variant.encap_overhead
+    # flannel computes the pod MTU itself: its backend overhead is the catalog's and the program's
+    assert flannel.FLANNEL_OVERHEAD[expected["Type"]] == CATALOG[stack].encap_overhead == FLANNEL_OVERHEAD[stack]
     cni = json.loads(data["cni-conf.json"])
     assert [p["type"] for p in cni["plugins"]] == ["flannel", "portmap"]
     assert "mtu" not in cni["plugins"][0]["delegate"]
@@ -130,7 +217,7 @@ def test_flannel_vxlan_backend_options(stack_run):
 @pytest.mark.parametrize("stack", FLANNEL)
 def test_flannel_daemonset_follows_the_pinned_manifest(stack_run, stack):
     run = stack_run(stack)
-    version = CATALOG[stack].install.version
+    version = RELEASES[stack]
     ds = named(run, "DaemonSet")
     assert ds["metadata"]["name"] == "kube-flannel-ds" and ds["metadata"]["namespace"] == "kube-flannel"
     pod = ds["spec"]["template"]["spec"]
@@ -166,12 +253,11 @@ def test_flannel_unknown_release_is_refused():
 @pytest.mark.parametrize("stack", KUBE_ROUTER)
 def test_kube_router_args_and_kubeconfig(stack_run, stack):
     run = stack_run(stack)
-    variant = CATALOG[stack]
     ds = named(run, "DaemonSet")
     container = ds["spec"]["template"]["spec"]["containers"][0]
     args = container["args"]
-    assert container["image"] == f"docker.io/cloudnativelabs/kube-router:{variant.install.version}"
-    for arg in variant.datapath["args"]:
+    assert container["image"] == "docker.io/cloudnativelabs/kube-router:v2.11.1"
+    for arg in KUBE_ROUTER_ARGS[stack]:
         assert arg in args
     assert "--kubeconfig=/var/lib/kube-router/kubeconfig" in args
     assert f"--service-cluster-ip-range={run.config['serviceCidr']}" in args
@@ -199,9 +285,20 @@ def test_kube_proxy_absent_where_kube_router_replaces_it(stack_run, stack):
     init = run.one("command:remote:Command", "k8s-init").inputs["create"]
     words = shlex.split(init.split(" <<'", 1)[0])
     script_args = words[words.index("-s") + 2:]  # after `bash -s --`
-    assert ("--skip-phases=addon/kube-proxy" in script_args) is CATALOG[stack].replaces_kube_proxy
+    assert ("--skip-phases=addon/kube-proxy" in script_args) is (stack == "kube-router-proxy")
     # nothing of ours reads the kube-proxy ConfigMap (the kubeadm-* manifests would)
     assert "kube-proxy" not in json.dumps(named(run, "DaemonSet"))
+
+
+def test_kube_router_proxy_admits_ip_in_ip_without_an_overlay(stack_run):
+    # kube-router docs/dsr.md @ v2.11.1: DSR services reach their pods over "an ipip tunnel", so
+    # the IPVS proxy variant admits IP protocol 4 between the nodes though it runs no overlay
+    run = stack_run("kube-router-proxy")
+    args = named(run, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--enable-overlay=false" in args and not any(a.startswith("--overlay-") for a in args)
+    network = run.one("cnibench:index:Network")
+    rules = run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert "4" in {r.inputs["ipProtocol"] for r in rules if r.parent == network.urn}
 
 
 def test_kube_router_overlay_mtu_is_explicit(stack_run):
@@ -259,7 +356,7 @@ def unknown_keys(used: list[str], keys: set[str]) -> list[str]:
 
 
 def chart_keys() -> tuple[str, set[str]]:
-    lines = (DATA / f"cilium-chart-{CILIUM_CHART_VERSION}-keys.txt").read_text().splitlines()
+    lines = (DATA / "cilium-chart-1.18.12-keys.txt").read_text().splitlines()
     header = lines[0]
     return header, {line.strip() for line in lines[1:] if line.strip() and not line.startswith("#")}
 
@@ -267,7 +364,7 @@ def chart_keys() -> tuple[str, set[str]]:
 @pytest.mark.parametrize("stack", CILIUM)
 def test_cilium_release_is_the_pinned_chart(stack_run, stack):
     release = cilium_release(stack_run(stack))
-    assert release["chart"] == "cilium" and release["version"] == CILIUM_CHART_VERSION == "1.18.12"
+    assert release["chart"] == "cilium" and release["version"] == "1.18.12"
     assert release["repositoryOpts"]["repo"] == "https://helm.cilium.io/"
     assert release["namespace"] == "kube-system"
 
@@ -275,7 +372,7 @@ def test_cilium_release_is_the_pinned_chart(stack_run, stack):
 @pytest.mark.parametrize("stack", CILIUM)
 def test_every_cilium_value_key_exists_in_the_pinned_chart(stack_run, stack):
     header, keys = chart_keys()
-    assert f"cilium chart {CILIUM_CHART_VERSION} " in header and "values.yaml" in header
+    assert "cilium chart 1.18.12 " in header and "values.yaml" in header
     assert len(keys) > 1000 and "routingMode" in keys
     used = flatten(cilium_release(stack_run(stack))["values"])
     assert used, "no values rendered"
@@ -293,19 +390,21 @@ def test_the_key_check_catches_a_removed_value():
 @pytest.mark.parametrize("stack", CILIUM)
 def test_cilium_values_per_variant(stack_run, stack):
     run = stack_run(stack)
-    variant = CATALOG[stack]
     values = cilium_release(run)["values"]
-    # the catalog's values are all there, unchanged
-    for key, value in thaw(variant.datapath["values"]).items():
+    # the variant's values are all there, unchanged
+    for key, value in CILIUM_VALUES[stack].items():
         if isinstance(value, dict):
             for sub, subvalue in value.items():
                 assert values[key][sub] == subvalue, f"{key}.{sub}"
         else:
             assert values[key] == value, key
+    # and nothing of another mode: no tunnel protocol when routing natively, direct node routes
+    # only where the nodes share an L2 subnet
+    assert ("tunnelProtocol" in values) is (values["routingMode"] == "tunnel")
+    assert values.get("autoDirectNodeRoutes", False) is (stack in AUTO_DIRECT_NODE_ROUTES)
     cp = instance(run, "control-plane")
     assert values["k8sServiceHost"] == cp.state["privateIp"]
     assert values["k8sServicePort"] == "6443"
-    assert values["kubeProxyReplacement"] == ("true" if variant.replaces_kube_proxy else "false")
     mode = values.get("ipam", {}).get("mode", "cluster-pool")
     vpc = ipaddress.ip_network(run.config["vpcCidr"])
     if mode == "cluster-pool":
@@ -338,17 +437,32 @@ def test_cilium_modes(stack_run):
     assert sorted(eni["eni"]["subnetIDsFilter"]) == subnets
 
 
+def test_cilium_eni_operator_gets_the_documented_ec2_actions(stack_run):
+    assert set(CATALOG["cilium-eni"].iam_actions) == CILIUM_ENI_IAM
+    doc = json.loads(stack_run("cilium-eni").one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    granted = [a for st in doc["Statement"] if st["Effect"] == "Allow" for a in st["Action"]]
+    assert sorted(granted) == sorted(CILIUM_ENI_IAM)  # each once, nothing else
+
+
+@pytest.mark.parametrize("stack", sorted(CATALOG))
+def test_source_dest_check_is_off_where_nodes_forward_foreign_addresses(stack_run, stack):
+    nodes = stack_run(stack).of_type("aws:ec2/instance:Instance")
+    assert nodes and {i.inputs["sourceDestCheck"] for i in nodes} == {stack not in SOURCE_DEST_CHECK_OFF}
+
+
 # --- ipvlan ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("role", ["client", "server"])
 def test_ipvlan_conflist_uses_exactly_the_nodes_secondary_ips(stack_run, role):
     run = stack_run("ipvlan")
     node = instance(run, role)
     secondary = node.inputs["secondaryPrivateIps"]
-    assert len(secondary) == CATALOG["ipvlan"].node_secondary_ips == 8
+    assert len(secondary) == 8
     cmd = run.one("command:remote:Command", f"cni-ipvlan-{role}")
     env = env_of(cmd.inputs["create"])
     assert env["CNI_POD_IPS"].split() == list(secondary)
-    assert env["CNI_PLUGINS_URL"].endswith(f"/{CNI_PLUGINS_VERSION}/cni-plugins-linux-amd64-{CNI_PLUGINS_VERSION}.tgz")
+    # containernetworking/plugins v1.9.1, .github/workflows/release.yaml: cni-plugins-linux-<goarch>-<tag>.tgz
+    assert env["CNI_PLUGINS_URL"] == ("https://github.com/containernetworking/plugins/releases/download/"
+                                      "v1.9.1/cni-plugins-linux-amd64-v1.9.1.tgz")
     assert (SCRIPTS / "ipvlan-node.sh").read_text().strip() in cmd.inputs["create"]
     conf = json.loads(env["CNI_CONFLIST"])
     (plugin,) = conf["plugins"]
@@ -374,7 +488,7 @@ def test_ipvlan_plugins_match_the_nodes_architecture(program):
     for role in ("client", "server"):
         env = env_of(run.one("command:remote:Command", f"cni-ipvlan-{role}").inputs["create"])
         assert env["CNI_PLUGINS_URL"] == ("https://github.com/containernetworking/plugins/releases/download/"
-                                          f"{CNI_PLUGINS_VERSION}/cni-plugins-linux-arm64-{CNI_PLUGINS_VERSION}.tgz")
+                                          "v1.9.1/cni-plugins-linux-arm64-v1.9.1.tgz")
 
 
 def test_ipvlan_runs_on_the_benchmark_nodes_only(stack_run):

@@ -10,7 +10,7 @@ from cnibench.config import parse_config
 from cnibench.mocks import OFFLINE_PUBLIC_IP, run_program
 from cnibench.program.network import Network, ingress_rules, node_port_rules, pod_traffic_sources, subnet_cidrs
 from cnibench.tags import Tagging
-from cnibench.variants import CATALOG, KUBERNETES_NODE_PORTS, PortRule
+from cnibench.variants import CATALOG, PortRule
 from tests.conftest import ALL_STACKS
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -20,18 +20,55 @@ SUBNET = "aws:ec2/subnet:Subnet"
 OPERATOR = f"{OFFLINE_PUBLIC_IP}/32"
 
 
-def _expected_node_rules(variant) -> set[tuple]:
-    """The catalog's rules as (protocol, from, to) the way AWS takes them, computed here
-    independently of cnibench/program/network.py."""
-    out = set()
-    for rule in (*KUBERNETES_NODE_PORTS, *variant.ports):
-        if rule.protocol in ("tcp", "udp"):
-            out.add((rule.protocol, rule.from_port, rule.to_port))
-        elif rule.protocol == "icmp":
-            out.add(("icmp", -1, -1))
-        else:
-            out.add((rule.protocol, None, None))
-    return out
+# The rules the nodes' security group must hold between the nodes, as (protocol, from port, to
+# port) the way AWS takes them (ICMP: -1/-1; an IP protocol number: no ports), written out from the
+# upstream sources, not read from the catalog.
+#
+# Kubernetes itself: kubernetes.io "Ports and Protocols", kubernetes/website
+# content/en/docs/reference/networking/ports-and-protocols.md (main @ 3842a2847339fe9ad1013653ef81c9aa0f77b639):
+# control plane TCP 6443 (API server), 2379-2380 (etcd), 10250 (kubelet), 10259 (kube-scheduler),
+# 10257 (kube-controller-manager); worker nodes TCP 10250, 10256 (kube-proxy), 30000-32767
+# (NodePort Services). NodePorts are allocated from --service-node-port-range (default
+# 30000-32767) whatever the Service port's protocol (content/en/docs/concepts/services-networking/
+# service.md, "type: NodePort"), so the range is open for UDP too.
+KUBERNETES_PORTS = {
+    ("tcp", 6443, 6443), ("tcp", 2379, 2380), ("tcp", 10250, 10250), ("tcp", 10256, 10256),
+    ("tcp", 10257, 10257), ("tcp", 10259, 10259), ("tcp", 30000, 32767), ("udp", 30000, 32767),
+}
+
+# flannel Documentation/backends.md @ v0.28.9: vxlan "Port ... On Linux, defaults to kernel
+# default, currently 8472"; wireguard "ListenPort ... Default is 51820"; ipip is IP-in-IP, IP
+# protocol 4 (IANA protocol numbers: 4 = IPv4 encapsulation).
+FLANNEL_VXLAN = ("udp", 8472, 8472)
+FLANNEL_WIREGUARD = ("udp", 51820, 51820)
+IPIP = ("4", None, None)
+# kube-router docs/user-guide.md @ v2.11.1: --bgp-port "(default 179)"; --overlay-encap "ipip"
+# by default; docs/dsr.md @ v2.11.1: DSR services reach their pods over "an ipip tunnel", so the
+# service proxy variant admits IP protocol 4 without an overlay.
+BGP = ("tcp", 179, 179)
+# cilium Documentation/operations/system_requirements.rst (v1.18), "Firewall Rules": ICMP 8/0 and
+# TCP 4240 among all nodes for cilium-health; VXLAN on "Linux's default VXLAN port 8472 over UDP";
+# Geneve "the port is UDP 6081".
+CILIUM_HEALTH = {("tcp", 4240, 4240), ("icmp", -1, -1)}
+CILIUM_VXLAN = ("udp", 8472, 8472)
+CILIUM_GENEVE = ("udp", 6081, 6081)
+
+CNI_PORTS: dict[str, set[tuple]] = {
+    "flannel-vxlan": {FLANNEL_VXLAN},
+    "flannel-host-gw": set(),
+    "flannel-ipip": {IPIP},
+    "flannel-wireguard": {FLANNEL_WIREGUARD},
+    "flannel-aws-vpc": set(),
+    "kube-router-overlay": {BGP, IPIP},
+    "kube-router-native": {BGP},
+    "kube-router-proxy": {BGP, IPIP},
+    "cilium-vxlan": CILIUM_HEALTH | {CILIUM_VXLAN},
+    "cilium-geneve": CILIUM_HEALTH | {CILIUM_GENEVE},
+    "cilium-native": CILIUM_HEALTH,
+    "cilium-native-kpr": CILIUM_HEALTH,
+    "cilium-eni": CILIUM_HEALTH,
+    "ipvlan": set(),
+}
 
 
 def _as_tuple(rule) -> tuple:
@@ -54,14 +91,17 @@ def _ingress(run):
     return sg, nodes, cidr
 
 
+def test_the_port_table_covers_every_variant():
+    assert set(CNI_PORTS) == set(CATALOG)
+
+
 @pytest.mark.parametrize("stack", ALL_STACKS)
-def test_node_to_node_rules_are_exactly_the_catalogs(stack_run, stack):
+def test_node_to_node_rules_are_kubernetes_and_the_cni_ports(stack_run, stack):
     run = stack_run(stack)
-    variant = CATALOG[run.config["variant"]]
     _, nodes, _ = _ingress(run)
     got = [_as_tuple(r) for r in nodes]
     assert len(got) == len(set(got)), "duplicate node-to-node rule"
-    assert set(got) == _expected_node_rules(variant)
+    assert set(got) == KUBERNETES_PORTS | CNI_PORTS[run.config["variant"]]
     for r in nodes:
         if r.inputs["ipProtocol"] not in ("tcp", "udp", "icmp"):
             # IP protocol 4 (IP-in-IP) and other protocol numbers carry no ports
@@ -212,10 +252,11 @@ def test_subnet_cidrs():
 
 
 def test_node_port_rules_deduplicate_but_keep_catalog_order():
-    variant = CATALOG["kube-router-overlay"]
-    rules = node_port_rules(variant)
-    assert rules[: len(KUBERNETES_NODE_PORTS)] == list(KUBERNETES_NODE_PORTS)
-    assert [r.label for r in rules[len(KUBERNETES_NODE_PORTS):]] == ["tcp/179", "ip-proto/4"]
+    # Kubernetes' own ports first (KUBERNETES_PORTS above), then the CNI's, each once
+    assert [r.label for r in node_port_rules(CATALOG["kube-router-overlay"])] == [
+        "tcp/6443", "tcp/2379-2380", "tcp/10250", "tcp/10256", "tcp/10257", "tcp/10259",
+        "tcp/30000-32767", "udp/30000-32767", "tcp/179", "ip-proto/4",
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(CATALOG))

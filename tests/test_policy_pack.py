@@ -25,9 +25,9 @@ from pulumi_policy import (
 )
 from pulumi_policy.policy import _NotApplicableError, _PolicyAnalyzerServicer
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
-from test_policy_rules import Builder
+from test_policy_rules import RULE_LEVELS, Builder
 
-from cnibench.policy_rules import RULES, UNKNOWN
+from cnibench.policy_rules import UNKNOWN
 from cnibench.policy_rules import from_policy_pack as cnibench_pack
 
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policy"
@@ -71,10 +71,11 @@ def run_policy(name: str, builder: Builder, config: dict | None = None) -> list[
 
 
 def test_one_policy_per_rule_with_the_rule_level():
+    # RULE_LEVELS: the literal table of test_policy_rules, not the pack's own RULES
+    sdk_level = {"mandatory": EnforcementLevel.MANDATORY, "advisory": EnforcementLevel.ADVISORY}
     policies = cnibench_pack.build_policies()
-    assert [p.name for p in policies] == [r.name for r in RULES]
-    for p, r in zip(policies, RULES):
-        assert p.enforcement_level == (EnforcementLevel.MANDATORY if r.level.value == "mandatory" else EnforcementLevel.ADVISORY)
+    assert [p.name for p in policies] == list(RULE_LEVELS)
+    assert {p.name: p.enforcement_level for p in policies} == {n: sdk_level[lv] for n, lv in RULE_LEVELS.items()}
 
 
 def test_adapter_unwraps_the_sdk_proxy_and_turns_unknowns_into_UNKNOWN():

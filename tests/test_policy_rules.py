@@ -20,6 +20,32 @@ from cnibench.variants import CATALOG, get_variant
 P = "urn:pulumi:test::cnibench::"
 EXPIRES = "2026-11-22T14:00:00Z"
 
+# Every rule of the pack, in the pack's order, with its enforcement level, written out (not read from
+# RULES). The levels are the design of the policy pack (issue 6: "cnibench check" and
+# `pulumi preview --policy-pack policy` refuse a mandatory violation, exit 3): every rule blocks,
+# except the two that only warn, since they judge what cannot be known for sure before the stack
+# runs: the kernel of an AMI that is not in the kernel table, and a credit-based ("up to")
+# bandwidth size, which still deploys and measures.
+RULE_LEVELS = {
+    "l2-adjacency": "mandatory",
+    "aws-vpc-routes": "mandatory",
+    "iam-actions": "mandatory",
+    "iam-scope": "mandatory",
+    "encapsulation-ports": "mandatory",
+    "kernel-minimum": "mandatory",
+    "kernel-unverified": "advisory",
+    "kube-proxy-replacement": "mandatory",
+    "matched-pair": "mandatory",
+    "burst-bandwidth": "advisory",
+    "cidrs": "mandatory",
+    "ssh-ingress": "mandatory",
+    "imdsv2": "mandatory",
+    "encrypted-volumes": "mandatory",
+    "expiry-tag": "mandatory",
+}
+# what the rule model reports for a violation of each level (a mandatory one blocks)
+VERDICT_OF_A_VIOLATION = {"mandatory": "fail", "advisory": "warn"}
+
 
 def _urn(typ: str, name: str) -> str:
     return f"{P}{typ}::{name}"
@@ -145,12 +171,25 @@ def assert_pass(name: str, stack: Stack) -> None:
 
 def assert_fails(name: str, stack: Stack, *needles: str) -> str:
     got, messages = verdict(name, stack)
-    expected = "fail" if rule(name).level.value == "mandatory" else "warn"
+    expected = VERDICT_OF_A_VIOLATION[RULE_LEVELS[name]]
     assert got == expected, (got, messages)
     text = "\n".join(messages)
     for needle in needles:
         assert needle in text, text
     return text
+
+
+# --- the rules and their levels -----------------------------------------------------------
+def test_the_pack_has_exactly_these_rules_at_these_levels():
+    assert [(r.name, r.level.value) for r in RULES] == list(RULE_LEVELS.items())
+
+
+def test_a_violation_of_an_advisory_rule_warns_and_does_not_block():
+    b = Builder("cilium-vxlan")
+    for role in ("client", "server"):
+        b.patch(b.nodes[role], instanceType="c6i.4xlarge")  # an "up to" bandwidth size
+    [finding] = evaluate([rule("burst-bandwidth")], b.stack())
+    assert (finding.verdict, finding.blocking) == ("warn", False)
 
 
 # --- every variant's correct stack passes every mandatory rule --------------------------

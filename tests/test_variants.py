@@ -23,6 +23,60 @@ DESIGN_VARIANTS = {
 L2_VARIANTS = {"flannel-host-gw", "kube-router-native", "kube-router-proxy", "cilium-native",
                "cilium-native-kpr", "ipvlan"}
 
+# The pinned release of each variant's CNI, written out (not read from the catalog):
+# - flannel: tag v0.28.9 of flannel-io/flannel (Documentation/kube-flannel.yml there runs
+#   ghcr.io/flannel-io/flannel:v0.28.9); aws-vpc: v0.19.2, the last tag with backend/awsvpc
+#   (present at v0.19.2, absent at v0.20.0).
+# - kube-router: tag v2.11.1 of cloudnativelabs/kube-router.
+# - cilium: chart cilium 1.18.12 from https://helm.cilium.io/ (tests/data/cilium-chart-1.18.12-keys.txt).
+# - ipvlan: the reference plugins, tag v1.9.1 of containernetworking/plugins, whose
+#   .github/workflows/release.yaml names each tarball cni-plugins-linux-<goarch>-<tag>.tgz.
+FLANNEL, FLANNEL_AWS_VPC, KUBE_ROUTER, CILIUM_CHART, CNI_PLUGINS = "v0.28.9", "v0.19.2", "v2.11.1", "1.18.12", "v1.9.1"
+RELEASES = {
+    "flannel-vxlan": FLANNEL, "flannel-host-gw": FLANNEL, "flannel-ipip": FLANNEL, "flannel-wireguard": FLANNEL,
+    "flannel-aws-vpc": FLANNEL_AWS_VPC,
+    "kube-router-overlay": KUBE_ROUTER, "kube-router-native": KUBE_ROUTER, "kube-router-proxy": KUBE_ROUTER,
+    "cilium-vxlan": CILIUM_CHART, "cilium-geneve": CILIUM_CHART, "cilium-native": CILIUM_CHART,
+    "cilium-native-kpr": CILIUM_CHART, "cilium-eni": CILIUM_CHART,
+    "ipvlan": CNI_PLUGINS,
+}
+
+# The oldest kernel each variant runs on, with where that minimum comes from:
+# - VXLAN: the Linux vxlan driver (torvalds/linux d342894c5d2f "vxlan: virtual extensible lan")
+#   first shipped in Linux 3.7 (kernelnewbies.org/Linux_3.7, "Virtual extensible LAN tunneling protocol").
+# - WireGuard: in-tree since Linux 5.6; flannel Documentation/backends.md @ v0.28.9: "Users of
+#   kernels < 5.6 need to install an additional Wireguard package".
+# - host-gw, ipip, aws-vpc: flannel states no minimum (backends.md @ v0.28.9, v0.19.2); 3.10 is
+#   the catalog's own floor.
+# - kube-router: no minimum stated either (docs/user-guide.md @ v2.11.1; docs/troubleshoot.md
+#   "Required Kernel Modules": xt_set, ip_vs, ip_vs_rr, ip_vs_wrr, ip_vs_sh, ip_set,
+#   br_netfilter); 4.19 is the catalog's own floor (the oldest LTS kernel still supported by the
+#   distributions the cluster is built on).
+# - cilium 1.18: Documentation/operations/system_requirements.rst, "Linux kernel >= 5.10 or
+#   equivalent" (raised from 5.4 for v1.18 by cilium/cilium#38308).
+# - ipvlan: the ipvlan driver (torvalds/linux 2ad7bf363841 "ipvlan: Initial check-in of the
+#   IPVLAN driver") first shipped in Linux 3.19.
+MIN_KERNELS = {
+    "flannel-vxlan": (3, 7), "flannel-host-gw": (3, 10), "flannel-ipip": (3, 10), "flannel-wireguard": (5, 6),
+    "flannel-aws-vpc": (3, 10),
+    "kube-router-overlay": (4, 19), "kube-router-native": (4, 19), "kube-router-proxy": (4, 19),
+    "cilium-vxlan": (5, 10), "cilium-geneve": (5, 10), "cilium-native": (5, 10), "cilium-native-kpr": (5, 10),
+    "cilium-eni": (5, 10),
+    "ipvlan": (3, 19),
+}
+
+# Which local-lab datapath (cnibench/lab/datapaths.py; the table in cnibench/lab/README.md) stands
+# in for each variant: the same packets on the wire between the nodes. None: the lab has no
+# equivalent (no WireGuard datapath; ENI IPAM needs AWS).
+LAB_DATAPATHS = {
+    "flannel-vxlan": "vxlan", "flannel-host-gw": "host-gw", "flannel-ipip": "ipip", "flannel-wireguard": None,
+    "flannel-aws-vpc": "host-gw",  # one route per node's pod range, via the node: what host-gw does
+    "kube-router-overlay": "ipip", "kube-router-native": "host-gw", "kube-router-proxy": "host-gw",
+    "cilium-vxlan": "vxlan", "cilium-geneve": "geneve", "cilium-native": "host-gw", "cilium-native-kpr": "host-gw",
+    "cilium-eni": None,
+    "ipvlan": "ipvlan",
+}
+
 
 def test_catalog_covers_the_design_table():
     assert set(CATALOG) == DESIGN_VARIANTS
@@ -73,13 +127,38 @@ def test_encapsulation_facts():
     assert all("tcp/4240" in labels[n] for n in CATALOG if n.startswith("cilium"))
 
 
-def test_kube_proxy_replacement_and_versions():
+def test_kube_proxy_replacement_and_iam():
     assert {n for n, v in CATALOG.items() if v.replaces_kube_proxy} == {"cilium-native-kpr", "kube-router-proxy"}
-    assert CATALOG["flannel-aws-vpc"].cni_version == "v0.19.2"
-    assert CATALOG["flannel-vxlan"].cni_version != "v0.19.2"
     assert "ec2:CreateRoute" in CATALOG["flannel-aws-vpc"].iam_actions
     assert "ec2:CreateNetworkInterface" in CATALOG["cilium-eni"].iam_actions
-    assert CATALOG["flannel-wireguard"].min_kernel == (5, 6)
+
+
+def test_the_tables_cover_every_variant():
+    assert set(RELEASES) == set(MIN_KERNELS) == set(LAB_DATAPATHS) == DESIGN_VARIANTS
+
+
+def test_every_variant_pins_its_release():
+    assert {n: v.cni_version for n, v in CATALOG.items()} == RELEASES
+
+
+def test_the_cni_plugins_release_is_the_pinned_tarball():
+    install = CATALOG["ipvlan"].install
+    assert install.method is InstallMethod.NODE_CONFIG and install.version == "v1.9.1"
+    # "{arch}" stays for the installer to fill in with the nodes' architecture
+    assert install.source == ("https://github.com/containernetworking/plugins/releases/download/v1.9.1/"
+                              "cni-plugins-linux-{arch}-v1.9.1.tgz")
+
+
+def test_every_variant_states_its_kernel_minimum():
+    assert {n: v.min_kernel for n, v in CATALOG.items()} == MIN_KERNELS
+
+
+def test_every_variant_maps_to_its_lab_datapath():
+    from cnibench.lab.datapaths import DATAPATHS
+
+    assert {n: v.lab_datapath for n, v in CATALOG.items()} == LAB_DATAPATHS
+    # each one a datapath the lab builds
+    assert {d for d in LAB_DATAPATHS.values() if d} <= set(DATAPATHS)
 
 
 def test_kube_router_overlay_tunnels_inside_one_subnet():
