@@ -431,7 +431,8 @@ def _check_benchmark(cfg: StackConfig, problems: list[str]) -> None:
         problems.append(f"{key_of('benchmark_response_sizes')}: {list(cfg.benchmark_response_sizes)} repeats a "
                         "size; each size names a test (http-<size>B), give each once")
     if not cfg.benchmark_run.strip():
-        problems.append(f"{key_of('benchmark_run')}: must not be empty")
+        problems.append(f"{key_of('benchmark_run')}: {cfg.benchmark_run!r} must not be empty or blank "
+                        "(any other text; change it to run the benchmark again without rebuilding)")
 
 
 def _check_tags(cfg: StackConfig, problems: list[str]) -> None:

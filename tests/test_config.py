@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pulumi
+import pydantic
 import pytest
 import yaml
 
@@ -199,9 +200,10 @@ def test_kubernetes_version_is_validated_with_the_rest():
 
 def test_model_is_frozen():
     cfg = parse_config(GOOD)
-    with pytest.raises(Exception):
+    # pydantic's frozen model (ConfigDict(frozen=True)): "Instance is frozen [type=frozen_instance, ...]"
+    with pytest.raises(pydantic.ValidationError, match=r"variant\n  Instance is frozen \[type=frozen_instance"):
         cfg.variant = "flannel-vxlan"  # type: ignore[misc]
-    assert isinstance(cfg, StackConfig)
+    assert cfg.variant == "cilium-native" and isinstance(cfg, StackConfig)
 
 
 # --- the program itself refuses bad config before declaring anything ------------------

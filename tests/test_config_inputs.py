@@ -276,3 +276,125 @@ def test_a_plan_over_the_timeout_names_the_load_levels():
     cfg = parse_config({**GOOD, "benchmarkLoadLevels": list(range(1, 101))})
     (msg,) = preflight.plan_problems(cfg)
     assert "cnibench:benchmarkLoadLevels level: 100" in msg
+
+
+# --- issue 18: the parser's remaining bounds, each end tested -------------------------------
+# The bounds are written here as literals with where they come from, not read from cnibench.config:
+# a changed bound in the code must change a test too.
+
+def refusal(key: str, **raw) -> str:
+    """The one problem of ``raw`` (over GOOD), which must be about ``key``."""
+    msg = one_problem(**raw)
+    assert msg.startswith(f"cnibench:{key}: "), msg
+    return msg
+
+
+# nodePodMaskSize, kubeadm's --node-cidr-mask-size for kube-controller-manager (cnibench/program/
+# cluster.py): 16 to 28, the range cnibench's parser states in its message. cnibench/config.py
+# cites no upstream source for it; Kubernetes' default is /24 ("--node-cidr-mask-size ... Default
+# is 24 for IPv4", kube-controller-manager reference). A /16 node range needs a pod CIDR of /14 or
+# wider for the 3 nodes (the podCidr capacity check), hence the podCidr beside 16.
+NODE_MASK_LOWEST, NODE_MASK_HIGHEST = 16, 28
+
+
+@pytest.mark.parametrize("mask", [NODE_MASK_LOWEST - 1, NODE_MASK_HIGHEST + 1, 0, 32])
+def test_node_pod_mask_size_outside_16_to_28_is_refused_naming_key_and_value(mask):
+    msg = refusal("nodePodMaskSize", nodePodMaskSize=mask)
+    assert msg == f"cnibench:nodePodMaskSize: {mask} must be between 16 and 28"
+
+
+@pytest.mark.parametrize("mask, pod_cidr", [(NODE_MASK_LOWEST, "10.0.0.0/14"), (NODE_MASK_HIGHEST, "10.244.0.0/16")])
+def test_node_pod_mask_size_ends_are_accepted(mask, pod_cidr):
+    cfg = parse_config({**GOOD, "nodePodMaskSize": mask, "podCidr": pod_cidr})
+    assert cfg.node_pod_mask_size == mask
+
+
+# routeTableQuota: "Routes per route table (non-propagated routes)", 50 by default, adjustable up to
+# 1,000 (Amazon VPC User Guide, "Amazon VPC quotas"): a count of routes, so at least 1.
+@pytest.mark.parametrize("quota", [0, -1, -50])
+def test_route_table_quota_of_zero_or_less_is_refused_naming_key_and_value(quota):
+    msg = refusal("routeTableQuota", routeTableQuota=quota)
+    assert msg == f"cnibench:routeTableQuota: {quota} must be a positive whole number"
+
+
+@pytest.mark.parametrize("quota", [1, 1000])  # 1,000: the most AWS grants (same page)
+def test_route_table_quota_ends_are_accepted_by_the_parser(quota):
+    assert parse_config({**GOOD, "routeTableQuota": quota}).route_table_quota == quota
+
+
+def test_route_table_quota_above_the_aws_maximum_is_refused():
+    msg = refusal("routeTableQuota", routeTableQuota=1001)
+    assert msg.startswith("cnibench:routeTableQuota: 1001 is too large; valid: 1..1000"), msg
+
+
+def test_benchmark_timeout_shorter_than_one_test_is_refused_naming_both_keys_and_values():
+    msg = refusal("benchmarkTimeout", benchmarkDuration=60, benchmarkTimeout=59)
+    assert msg == "cnibench:benchmarkTimeout: 59s is shorter than one test (cnibench:benchmarkDuration=60s)"
+
+
+def test_benchmark_timeout_of_exactly_one_test_passes_the_parser_and_fails_the_plan_check():
+    """The parser refuses only a timeout below one test; the plan check (the program's preflight,
+    before any resource) then compares the whole plan with it."""
+    cfg = parse_config({**GOOD, "benchmarkDuration": 60, "benchmarkTimeout": 60})
+    assert (cfg.benchmark_duration, cfg.benchmark_timeout) == (60, 60)
+    (msg,) = preflight.plan_problems(cfg)
+    assert msg.startswith("cnibench:benchmarkTimeout: 60s"), msg
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t\n"])
+def test_blank_benchmark_run_is_refused_naming_the_key(blank):
+    msg = refusal("benchmarkRun", benchmarkRun=blank)
+    assert "must not be empty" in msg, msg
+
+
+@pytest.mark.parametrize("blank", ["", " "])
+def test_blank_benchmark_run_refusal_names_the_value(blank):
+    assert repr(blank) in refusal("benchmarkRun", benchmarkRun=blank)
+
+
+def test_a_benchmark_run_with_surrounding_blanks_is_accepted():
+    assert parse_config({**GOOD, "benchmarkRun": " 2 "}).benchmark_run == " 2 "
+
+
+@pytest.mark.parametrize("service, vpc", [
+    ("10.20.0.0/20", "10.20.0.0/16"),   # the service range inside the VPC
+    ("10.16.0.0/12", "10.20.0.0/16"),   # the VPC inside the service range
+    ("10.20.255.240/28", "10.20.0.0/16"),  # the VPC's last 16 addresses
+])
+def test_service_cidr_overlapping_the_vpc_is_refused_naming_both_ranges(service, vpc):
+    msg = refusal("serviceCidr", serviceCidr=service, vpcCidr=vpc)
+    assert msg.startswith(f"cnibench:serviceCidr: {service} overlaps cnibench:vpcCidr {vpc}; "), msg
+    assert "must be disjoint" in msg
+
+
+def test_service_cidr_adjacent_to_the_vpc_is_accepted():
+    cfg = parse_config({**GOOD, "serviceCidr": "10.21.0.0/16", "vpcCidr": "10.20.0.0/16"})
+    assert cfg.service_cidr == "10.21.0.0/16"
+
+
+# underlayMtu: 9001 is the largest MTU of an EC2 instance ("jumbo frames (9001 MTU)", EC2 User
+# Guide, "Network maximum transmission unit (MTU) for your EC2 instance"); 1280 is the smallest the
+# parser accepts, the minimum link MTU of IPv6 (RFC 8200, section 5: "every link in the Internet
+# have an MTU of 1280 octets or greater"; cnibench/config.py states the bound without a source).
+# cilium-native adds no encapsulation, so only the parser's bounds are judged here.
+MTU_LOWEST, MTU_HIGHEST = 1280, 9001
+NO_ENCAP = {"variant": "cilium-native"}
+
+
+@pytest.mark.parametrize("mtu", [MTU_LOWEST, MTU_HIGHEST])
+def test_underlay_mtu_ends_are_accepted(mtu):
+    cfg = parse_config({**NO_ENCAP, "underlayMtu": mtu})
+    assert cfg.underlay_mtu == cfg.pod_mtu == mtu
+
+
+@pytest.mark.parametrize("mtu", [MTU_LOWEST - 1, MTU_HIGHEST + 1])
+def test_underlay_mtu_just_outside_is_refused_naming_key_and_value(mtu):
+    msg = refusal("underlayMtu", **NO_ENCAP, underlayMtu=mtu)
+    assert msg == f"cnibench:underlayMtu: {mtu} must be between 1280 and 9001"
+
+
+def test_underlay_mtu_lowest_leaves_room_for_an_encapsulating_variant():
+    # flannel-vxlan's VXLAN overhead, 50 bytes (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8, RFC 7348
+    # section 5), comes off the underlay: 1280 still gives a valid pod MTU
+    cfg = parse_config({"variant": "flannel-vxlan", "underlayMtu": MTU_LOWEST})
+    assert cfg.pod_mtu == MTU_LOWEST - 50

@@ -8,7 +8,6 @@ config, up, destroy, refresh, remove) and in which order, not any Pulumi behavio
 
 from __future__ import annotations
 
-import _thread
 import datetime as dt
 import json
 import signal
@@ -78,10 +77,7 @@ class FakeStack:
             raise RuntimeError("error: creating EC2 Instance: InsufficientInstanceCapacity")
         if mode == "raise-interrupt":
             raise KeyboardInterrupt
-        if mode == "interrupt-main":
-            time.sleep(1.0)  # let the main thread reach its wait loop (0.3 s raced once on a loaded CI run)
-            _thread.interrupt_main()
-        if mode in ("hang", "interrupt-main"):
+        if mode == "hang":  # until the runner interrupts it (a timeout, a Ctrl-C: see CtrlC below)
             if not self.interrupted.wait(20):
                 raise AssertionError("the runner never interrupted the hanging up")
             raise RuntimeError("error: update canceled")
@@ -101,8 +97,9 @@ class FakeStack:
         if self.name in self.backend.locked:
             raise mx.StackLocked("error: the stack is currently locked by 1 lock(s). Either wait for the other "
                                  "process(es) to end or delete the lock file with `pulumi cancel`.")
-        if self.behaviour == "slow-destroy":
-            time.sleep(self.backend.destroy_seconds)
+        if self.behaviour == "held-destroy":  # until the test releases it (backend.release_destroys)
+            if not self.backend.release_destroys.wait(20):
+                raise AssertionError("the test never released the held destroy")
         if self.destroy_failures:
             self.destroy_failures -= 1
             raise RuntimeError("error: deleting security group: DependencyViolation")
@@ -141,16 +138,26 @@ class FakeBackend:
         self.destroy_failures = destroy_failures
         self.locked = set(locked)  # stacks whose destroy raises StackLocked until cancel()
         self.state = dict(state or {})  # stack -> resource ids in its state (the tag sweep)
-        self.destroy_seconds = 1.5
+        self.release_destroys = threading.Event()  # ends the "held-destroy" destroys
         self.on_create = None
         self.calls: list[tuple[str, str]] = []
         self.stacks: dict[str, FakeStack] = {}
         self.listed = {x.info.name: x for x in listed}
         self._lock = threading.Lock()
+        self._reached: dict[tuple[str, str], threading.Event] = {}
 
     def record(self, name, op):
         with self._lock:
             self.calls.append((name, op))
+        self.reached(name, op).set()
+
+    def reached(self, stack_or_variant: str, op: str) -> threading.Event:
+        """Set once ``op`` has started on the stack (named by its stack name or its variant):
+        the explicit signal a test waits for instead of sleeping."""
+        parsed = mx.parse_stack_name(stack_or_variant)
+        key = (parsed.variant if parsed else stack_or_variant, op)
+        with self._lock:
+            return self._reached.setdefault(key, threading.Event())
 
     def ops(self, name):
         return [op for n, op in self.calls if n == name]
@@ -186,6 +193,62 @@ class FakeBackend:
 
 def no_violation(stack, overrides):
     return []
+
+
+class CtrlC:
+    """Sends ``sig`` (a Ctrl-C by default) to this process from inside the runner's wait loop,
+    once ``ready()`` holds: ``count`` times, one per turn of the loop.
+
+    The runner's loop (:meth:`MatrixRunner.run`) calls its ``tick`` on the main thread on every
+    turn, inside the ``try`` that handles a KeyboardInterrupt. The signal is raised there with
+    :func:`signal.raise_signal`, which runs the Python handler before it returns: the interrupt
+    arrives when the main thread is in its loop and the double says what it must say (e.g. "every
+    ``up`` has started", :meth:`FakeBackend.reached`), never "after some seconds". A turn on which
+    ``ready()`` is false just returns; the next comes within the loop's 0.2 s wait.
+    ``after_last`` runs once the last signal was handled (e.g. to release a held destroy)."""
+
+    def __init__(self, monkeypatch, ready, *, sig=signal.SIGINT, count=1, after_last=lambda: None) -> None:
+        self.ready, self.sig, self.count, self.after_last = ready, sig, count, after_last
+        self.sent: list[float] = []  # time.monotonic() of each signal
+        self.handled = 0  # signals whose handler raised KeyboardInterrupt in the loop
+        original = mx.MatrixRunner.run
+
+        def run(runner, tick=lambda: None, notify=lambda m: None):
+            def tick_then_signal():
+                tick()
+                self._turn()
+
+            # Python's own SIGINT handler (KeyboardInterrupt), which an interactive `cnibench matrix`
+            # has: a test process started in the background inherits SIGINT ignored (SIG_IGN)
+            old = signal.signal(signal.SIGINT, signal.default_int_handler) if sig == signal.SIGINT else None
+            try:
+                return original(runner, tick_then_signal, notify)
+            finally:
+                if old is not None:
+                    signal.signal(signal.SIGINT, old)
+
+        monkeypatch.setattr(mx.MatrixRunner, "run", run)
+
+    def _turn(self) -> None:
+        # the runner swallows an Exception from its tick: a failure here shows as `handled` short
+        # of `count`, which every test using this asserts
+        if len(self.sent) >= self.count or not self.ready():
+            return
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self.sent.append(time.monotonic())
+        try:
+            signal.raise_signal(self.sig)
+        except KeyboardInterrupt:
+            self.handled += 1
+            if len(self.sent) == self.count:
+                self.after_last()
+            raise
+
+
+def ups_started(backend: FakeBackend, *variants: str):
+    """``ready`` for :class:`CtrlC`: every variant's ``up`` has started."""
+    return lambda: all(backend.reached(v, "up").is_set() for v in variants)
 
 
 @pytest.fixture(autouse=True)
@@ -308,9 +371,11 @@ def test_keyboard_interrupt_from_up_destroys_and_cancels_the_rest(tmp_path):
     assert [r["status"] for r in summary["runs"]] == ["interrupted", "cancelled", "cancelled"]
 
 
-def test_ctrl_c_in_the_main_thread_interrupts_running_ups_and_destroys_them(tmp_path):
-    backend = FakeBackend(behaviour={"flannel-vxlan": "interrupt-main", "cilium-native": "hang"})
+def test_ctrl_c_in_the_main_thread_interrupts_running_ups_and_destroys_them(tmp_path, monkeypatch):
+    backend = FakeBackend(behaviour={"flannel-vxlan": "hang", "cilium-native": "hang"})
+    ctrl_c = CtrlC(monkeypatch, ups_started(backend, "flannel-vxlan", "cilium-native"))
     code, text = run(tmp_path, backend, "flannel-vxlan", "cilium-native", parallel=2)
+    assert ctrl_c.handled == 1, text  # the Ctrl-C was sent, with both ups running
     assert code == EXIT_INTERRUPTED
     assert "interrupted: no new stacks" in text and "interrupt forwarded" in text
     assert "SIGINT now" in text

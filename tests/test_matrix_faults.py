@@ -8,7 +8,6 @@ boundary (process groups, signals to the CLI, liveness of a PID), stand-in proce
 
 from __future__ import annotations
 
-import _thread
 import datetime as dt
 import json
 import os
@@ -17,13 +16,12 @@ import stat
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import pytest
 from botocore.stub import Stubber
 from rich.console import Console
-from test_matrix import FakeBackend, Listed, only_stack, run
+from test_matrix import CtrlC, FakeBackend, Listed, only_stack, run, ups_started
 
 from cnibench import matrix as mx
 from cnibench.cli.matrix import EXIT_INTERRUPTED, EXIT_LEFT_BEHIND, run_cleanup_command
@@ -246,36 +244,28 @@ def test_all_keeps_the_lock_of_an_unknown_unexpired_run(tmp_path, state_dir):
 # --------------------------------------------------------------------------- signals
 
 
-def test_sigterm_interrupts_the_up_at_once_and_destroys(tmp_path):
+def test_sigterm_interrupts_the_up_at_once_and_destroys(tmp_path, monkeypatch):
     backend = FakeBackend(behaviour={"flannel-vxlan": "hang"})
-    sent = {}
-
-    def term():
-        time.sleep(1.0)
-        sent["at"] = time.monotonic()
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=term, daemon=True).start()
+    # sent from the runner's loop: after run_matrix_command has put its SIGTERM handler in place
+    # (a SIGTERM before that would end the test process)
+    term = CtrlC(monkeypatch, ups_started(backend, "flannel-vxlan"), sig=signal.SIGTERM)
+    before = signal.getsignal(signal.SIGTERM)
     code, text = run(tmp_path, backend, "flannel-vxlan", interrupt_grace=30, term_grace=10)
+    assert term.handled == 1, text
+    assert signal.getsignal(signal.SIGTERM) is before  # the runner's handler is gone again
     name = only_stack(backend, "flannel-vxlan")
     assert code == EXIT_INTERRUPTED
     assert backend.ops(name) == ["create", "set_config", "up", "interrupt", "destroy", "remove"]
     assert "SIGINT now" in text
 
 
-def test_repeated_ctrl_c_does_not_stop_the_destroys(tmp_path):
-    backend = FakeBackend(behaviour={"ipvlan": "slow-destroy"})
-    backend.destroy_seconds = 2.0
-
-    def keep_pressing():
-        while "destroy" not in backend.ops(only_stack(backend, "ipvlan")) if backend.stacks else True:
-            time.sleep(0.05)
-        for _ in range(4):
-            _thread.interrupt_main()
-            time.sleep(0.3)
-
-    threading.Thread(target=keep_pressing, daemon=True).start()
+def test_repeated_ctrl_c_does_not_stop_the_destroys(tmp_path, monkeypatch):
+    # the destroy is held until four Ctrl-Cs have been handled, one per turn of the runner's loop
+    backend = FakeBackend(behaviour={"ipvlan": "held-destroy"})
+    presses = CtrlC(monkeypatch, lambda: backend.reached("ipvlan", "destroy").is_set(), count=4,
+                    after_last=backend.release_destroys.set)
     code, text = run(tmp_path, backend, "ipvlan")
+    assert presses.handled == 4, text
     assert backend.ops(only_stack(backend, "ipvlan"))[-2:] == ["destroy", "remove"]
     assert code == EXIT_INTERRUPTED
     assert "Ctrl-C does not reach them" in text
@@ -294,20 +284,24 @@ def test_up_that_ignores_sigint_and_sigterm_is_killed_and_its_stale_lock_cancell
     assert "SIGKILL to pulumi up" in log and "stale lock" in log
 
 
-def test_interrupt_escalates_within_its_deadline(tmp_path):
-    backend = FakeBackend(behaviour={"flannel-vxlan": "interrupt-main", "cilium-native": "ignore-signals"})
-    started = time.monotonic()
-    code, _ = run(tmp_path, backend, "flannel-vxlan", "cilium-native", parallel=2, interrupt_grace=0.3,
-                  term_grace=0.3)
-    assert time.monotonic() - started < 8  # 1 s until the Ctrl-C, then SIGINT, +0.3 SIGTERM, +0.3 SIGKILL
+def test_interrupt_escalates_within_its_deadline(tmp_path, monkeypatch):
+    backend = FakeBackend(behaviour={"flannel-vxlan": "hang", "cilium-native": "ignore-signals"})
+    ctrl_c = CtrlC(monkeypatch, ups_started(backend, "flannel-vxlan", "cilium-native"))
+    code, text = run(tmp_path, backend, "flannel-vxlan", "cilium-native", parallel=2, interrupt_grace=0.3,
+                     term_grace=0.3)
+    assert ctrl_c.handled == 1, text
+    # from the Ctrl-C: SIGINT at once, SIGTERM +0.3 s, SIGKILL +0.3 s, then the destroys (a bound,
+    # not a synchronisation: generous for a loaded machine)
+    assert time.monotonic() - ctrl_c.sent[0] < 8
     assert code == EXIT_INTERRUPTED
     assert backend.ops(only_stack(backend, "cilium-native")) == [
         "create", "set_config", "up", "interrupt", "SIGTERM", "SIGKILL", "destroy", "cancel", "destroy", "remove"]
 
 
 STANDIN = """#!/bin/sh
-# plays a CLI that ignores SIGINT and SIGTERM (only SIGKILL stops it)
+# plays a CLI that ignores SIGINT and SIGTERM (only SIGKILL stops it); <exe>.ready says the traps are set
 trap '' INT TERM
+: > "$0.ready"
 echo started
 sleep 30 &
 wait $!
@@ -328,7 +322,17 @@ def test_without_proc_the_timeout_still_stops_the_cli(tmp_path, monkeypatch):
     class Bare:
         name = "cnibench-ipvlan-20260101t0000z-abcd"
 
-    handle = mxbackend.AutomationStack(Bare())
+    class OnceTrapped:
+        """The stack's handle, whose signals find no CLI (False: the watchdog tries the SIGINT again)
+        until the stand-in has set its traps: a SIGINT before would end it and test nothing."""
+
+        def __init__(self, inner, ready):
+            self.inner, self.ready = inner, ready
+
+        def interrupt(self, sig=signal.SIGINT):
+            return self.ready.exists() and self.inner.interrupt(sig)
+
+    handle = OnceTrapped(mxbackend.AutomationStack(Bare()), tmp_path / "pulumi.ready")
     fired = []
     errors = []
 
@@ -346,6 +350,7 @@ def test_without_proc_the_timeout_still_stops_the_cli(tmp_path, monkeypatch):
     assert time.monotonic() - t0 < 5
     assert [s for _, s, _ in fired] == [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
     assert errors and "code: -9" in str(errors[0])
+    assert handle.ready.exists()
     assert procs.CHILDREN.running(Bare.name) == []
 
 
@@ -353,16 +358,16 @@ def test_cli_children_do_not_get_the_terminals_ctrl_c(tmp_path):
     """A terminal's Ctrl-C goes to the foreground process group. In a process that leads its
     own group, three SIGINTs to the group reach a plain child but not a registry child."""
     script = textwrap.dedent("""
-        import os, signal, subprocess, sys, time
+        import os, signal, subprocess, sys
         from cnibench.matrix import procs
         os.setpgrp()
         signal.signal(signal.SIGINT, lambda *a: None)
+        # Popen returns once the child has exec'd (it waits on its error pipe): both are in their
+        # groups, with their own signal dispositions, before the first SIGINT; no wait needed
         plain = subprocess.Popen(["sleep", "3"])
         shielded = procs.CHILDREN.spawn(["sh", "-c", "sleep 3", "sh", "--stack", "s"])
-        time.sleep(0.3)
         for _ in range(3):
             os.killpg(os.getpgrp(), signal.SIGINT)
-            time.sleep(0.1)
         print(plain.wait(), shielded.wait())
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True)

@@ -60,8 +60,9 @@ def test_l2_variants_share_a_subnet(stack_run, stack):
 
 
 def test_split_subnets_are_refused_for_an_l2_variant_before_any_resource(program):
-    with pytest.raises(Exception, match="cnibench:splitSubnets: true puts the benchmark nodes in two subnets"):
+    with pytest.raises(ConfigError, match="cnibench:splitSubnets: true puts the benchmark nodes in two subnets") as err:
         program("flannel-host-gw", {"splitSubnets": True})
+    assert len(err.value.problems) == 1 and "flannel-host-gw" in err.value.problems[0]
 
 
 @pytest.mark.parametrize("stack", ["flannel-vxlan", "cilium-geneve"])
@@ -311,7 +312,8 @@ def test_the_key_file_command_creates_the_file_private_before_writing(stack_run,
 def test_ami_override_and_architecture_checks(program):
     run = program("flannel-vxlan", {"amiId": "ami-0fedcba9876543210"})
     assert {i.inputs["ami"] for i in run.of_type(INSTANCE)} == {"ami-0fedcba9876543210"}
-    with pytest.raises(Exception, match="cnibench:controlPlaneInstanceType"):
+    with pytest.raises(ConfigError, match="cnibench:controlPlaneInstanceType: 't3.medium' is x86_64 but "
+                                          "cnibench:instanceType 'c7g.8xlarge' is arm64"):
         program("flannel-vxlan", {"instanceType": "c7g.8xlarge"})  # arm64 vs t3.medium (x86_64)
     run = program("flannel-vxlan", {"instanceType": "c7g.8xlarge", "controlPlaneInstanceType": "t4g.medium"})
     assert {i.inputs["instanceType"] for i in run.of_type(INSTANCE)} == {"c7g.8xlarge", "t4g.medium"}
@@ -338,7 +340,7 @@ def test_ipvlan_secondary_addresses_must_fit_one_interface_of_the_type(program):
     run = program("ipvlan", {"instanceType": "t3.large", "controlPlaneInstanceType": "t3.medium"})
     assert {len(i.inputs.get("secondaryPrivateIps") or []) for i in run.of_type(INSTANCE)} == {0, 8}
     # t3.medium: 6 per interface = 1 primary + 5 secondary < 8
-    with pytest.raises(Exception) as err:
+    with pytest.raises(ConfigError, match=r"cnibench:instanceType: 't3\.medium' allows 6 IPv4 addresses") as err:
         program("ipvlan", {"instanceType": "t3.medium"})
     text = str(err.value)
     assert "cnibench:instanceType: 't3.medium' allows 6 IPv4 addresses per network interface (1 primary + 5 " \
