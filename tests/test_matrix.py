@@ -386,6 +386,33 @@ def test_ctrl_c_in_the_main_thread_interrupts_running_ups_and_destroys_them(tmp_
         assert ops[-2:] == ["destroy", "remove"]
 
 
+def test_a_second_ctrl_c_while_the_first_is_answered_is_one_more_interrupt(tmp_path, monkeypatch):
+    """A Ctrl-C that lands while the runner prints its answer to the first one (here: raised by
+    the notify call itself) is counted and answered; it never leaves the run before its teardown."""
+    backend = FakeBackend(behaviour={"flannel-vxlan": "hang"})
+    ctrl_c = CtrlC(monkeypatch, ups_started(backend, "flannel-vxlan"))
+    with_ctrl_c = mx.MatrixRunner.run
+    said: list[str] = []
+
+    def wrapped(runner, tick=lambda: None, notify=lambda m: None):
+        def notify_then_ctrl_c(message):
+            said.append(message)
+            if len(said) == 1:
+                raise KeyboardInterrupt  # the second Ctrl-C, in the middle of the first one's answer
+            notify(message)
+        return with_ctrl_c(runner, tick, notify_then_ctrl_c)
+
+    monkeypatch.setattr(mx.MatrixRunner, "run", wrapped)
+    try:
+        code, text = run(tmp_path, backend, "flannel-vxlan")
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C escaped the runner")
+    assert ctrl_c.handled == 1 and code == EXIT_INTERRUPTED, text
+    assert said[0].startswith("interrupted: no new stacks") and said[1].startswith("still tearing down")
+    ops = backend.ops(only_stack(backend, "flannel-vxlan"))
+    assert "interrupt" in ops and ops[-2:] == ["destroy", "remove"], ops
+
+
 def test_failed_destroy_is_refreshed_then_destroyed_again(tmp_path):
     backend = FakeBackend(destroy_failures=1)
     code, _ = run(tmp_path, backend, "flannel-host-gw")

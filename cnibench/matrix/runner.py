@@ -502,6 +502,30 @@ class MatrixRunner:
             log(f"# pulumi cancel failed: {short_error(exc)}")
             return False
 
+    def _interrupted(self, report: MatrixReport, interrupts: int, notify: Callable[[str], None]) -> int:
+        """Answer one more Ctrl-C/SIGTERM: cancel at once, then say what happens. A further one
+        arriving meanwhile starts the answer again (cancelling is idempotent). Returns the count."""
+        while True:
+            try:
+                interrupts += 1
+                report.interrupted = True
+                self.cancel.set()
+                try:
+                    if interrupts == 1:
+                        notify("interrupted: no new stacks; each running pulumi up gets SIGINT now, SIGTERM after "
+                               f"{self.opts.interrupt_grace:.0f}s, SIGKILL after {self.opts.term_grace:.0f}s more; "
+                               "then every stack is destroyed")
+                    else:
+                        busy = sum(1 for r in self.runs if r.status in ("creating", "up", "destroying"))
+                        notify(f"still tearing down {busy} stack(s): the destroys run in their own process group and "
+                               "Ctrl-C does not reach them; waiting for them to end (to abandon them: "
+                               f"kill -9 {os.getpid()}, then `cnibench matrix --cleanup` finds this run's stacks at once)")
+                except Exception:  # noqa: BLE001 - the display must not stop the teardowns
+                    pass
+                return interrupts
+            except KeyboardInterrupt:
+                continue
+
     # ---- all variants
     def run(self, tick: Callable[[], None] = lambda: None, notify: Callable[[str], None] = lambda m: None) -> MatrixReport:
         """Run every variant (``parallel`` at a time) and tear each down. A Ctrl-C or SIGTERM
@@ -517,31 +541,22 @@ class MatrixRunner:
         interrupts = 0
         pending = set(futures)
         try:
-            while pending:
+            while True:
+                # the whole loop, its condition and the interrupt's own handling included, sits in a
+                # try: a Ctrl-C between two turns, or a second one while the first is answered, is
+                # one more interrupt, never an exception that leaves the run before its teardowns
                 try:
-                    _, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                    if self.cancel.is_set():
-                        report.interrupted = True
-                    try:
-                        tick()
-                    except Exception:  # noqa: BLE001 - the display must not stop the teardowns
-                        pass
+                    while pending:
+                        _, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                        if self.cancel.is_set():
+                            report.interrupted = True
+                        try:
+                            tick()
+                        except Exception:  # noqa: BLE001 - the display must not stop the teardowns
+                            pass
+                    break
                 except KeyboardInterrupt:
-                    interrupts += 1
-                    report.interrupted = True
-                    self.cancel.set()
-                    try:
-                        if interrupts == 1:
-                            notify("interrupted: no new stacks; each running pulumi up gets SIGINT now, SIGTERM after "
-                                   f"{self.opts.interrupt_grace:.0f}s, SIGKILL after {self.opts.term_grace:.0f}s more; "
-                                   "then every stack is destroyed")
-                        else:
-                            busy = sum(1 for r in self.runs if r.status in ("creating", "up", "destroying"))
-                            notify(f"still tearing down {busy} stack(s): the destroys run in their own process group and "
-                                   "Ctrl-C does not reach them; waiting for them to end (to abandon them: "
-                                   f"kill -9 {os.getpid()}, then `cnibench matrix --cleanup` finds this run's stacks at once)")
-                    except Exception:  # noqa: BLE001
-                        pass
+                    interrupts = self._interrupted(report, interrupts, notify)
         finally:
             pool.shutdown(wait=True, cancel_futures=False)
             if self.owner is not None:
