@@ -6,6 +6,7 @@ Design notes and their sources: docs/knb.md (knb).
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 import json
 import math
@@ -86,8 +87,8 @@ class KnbReport:
 
     @property
     def mtus(self) -> list[int]:
-        # an IPv4 MTU is 68..65535 (RFC 791); anything else is not an MTU knb could have read
-        return [int(m) for m in (self.mtu or "").split() if m.isascii() and m.isdigit() and 68 <= int(m) <= 65535]
+        # each is an IPv4 MTU: both parsers refuse any other token (_checked_mtu)
+        return [int(m) for m in (self.mtu or "").split()]
 
     def test(self, section: str, protocol: str | None = None) -> KnbTest | None:
         return next((t for t in self.tests if t.section == section and t.protocol == protocol), None)
@@ -410,18 +411,18 @@ def _repetition_cpu(t: KnbTest, idle: KnbTest | None, cpus: int | None) -> dict[
         cpu["idle_correction"] = ("not possible: the report has no idle test" if idle is None else
                                   "not possible: the idle test or this test has no CPU figure for a node")
         return cpu
-    if any(v is not None and v <= 0 for v in sides.values()):
-        low = ", ".join(k for k, v in sides.items() if v is not None and v <= 0)
+    above = {k: v for k, v in sides.items() if v is not None}  # both: the return above saw to it
+    if any(v <= 0 for v in above.values()):
+        low = ", ".join(k for k, v in above.items() if v <= 0)
         cpu["idle_correction"] = f"not possible: the {low} was no busier than at idle (sampling noise)"
         return cpu
-    above = [v for v in sides.values() if v is not None]
     cpu.update(idle_corrected=True, idle_correction="the idle test's busy share subtracted per node",
-               busy_above_idle_percent=statistics.fmean(above),
-               client_busy_above_idle_percent=sides["client"], server_busy_above_idle_percent=sides["server"])
+               busy_above_idle_percent=statistics.fmean(above.values()),
+               client_busy_above_idle_percent=above["client"], server_busy_above_idle_percent=above["server"])
     gbit_s = (t.bandwidth_mbit_s or 0) / 1000.0
     if cpus and gbit_s > 0:
         # percent of a node of `cpus` CPUs -> CPU seconds per second; per Gbit/s -> CPU s per Gbit
-        per_side = {k: (v or 0) / 100 * cpus / gbit_s for k, v in sides.items()}
+        per_side = {k: v / 100 * cpus / gbit_s for k, v in above.items()}
         cpu.update(cpu_seconds_per_gbit=sum(per_side.values()),
                    client_cpu_seconds_per_gbit=per_side["client"], server_cpu_seconds_per_gbit=per_side["server"],
                    basis=f"both nodes' busy share above idle x {cpus} CPUs (given on import) / Gbit/s")
@@ -436,8 +437,6 @@ def is_knb_duration(seconds: float) -> bool:
 def knb_date_iso(date: str | None) -> str | None:
     """knb's run date (``date -u "+%Y-%m-%d %H:%M:%S"``; the text report adds " UTC") as an
     RFC 3339 UTC timestamp, or None when it is not one."""
-    import datetime as _dt
-
     try:
         parsed = _dt.datetime.strptime((date or "").strip(), "%Y-%m-%d %H:%M:%S")
     except ValueError:

@@ -19,7 +19,7 @@ import jsonschema
 import typer
 
 from cnibench import knb, results
-from cnibench.cli.console import check_output_file, write_output_file
+from cnibench.cli.console import check_output_dir, check_output_file, write_output_file
 from cnibench.errors import ExitCode, InputError
 
 import_app = typer.Typer(help="Import results of other tools as cnibench result documents.", no_args_is_help=True)
@@ -89,7 +89,8 @@ def import_knb(
              "knb's run name for stdin)."),
     duration: float = typer.Option(
         None, "--duration",
-        help=f"The -d (seconds per test) the knb runs used, in (0, {knb.MAX_DURATION_S}]; it is not in the report "
+        help=f"The -d (seconds per test) the knb runs used, whole seconds in {knb.MIN_DURATION_S}.."
+             f"{knb.MAX_DURATION_S}; it is not in the report "
              "(default: knb's 10 s).",
     ),
     cpus: int = typer.Option(
@@ -135,7 +136,9 @@ def import_knb(
     try:
         if out is not None:
             if several:
-                _check_output_dir(out, flag)
+                if not out.exists() and not out.absolute().parent.is_dir():  # one level is created, not a tree
+                    raise InputError(f"{flag} {out}: the directory {out.absolute().parent} does not exist")
+                check_output_dir(out, flag)
             else:
                 check_output_file(out, flag)
             for f in files:
@@ -192,17 +195,6 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _src_slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:120] or "knb"
-
-
-def _check_output_dir(path: Path, flag: str) -> None:
-    """A directory that exists and is writable, or can be created (its parent exists)."""
-    if path.exists() and not path.is_dir():
-        raise InputError(f"{flag} {path}: is not a directory; with several files --out names a directory")
-    probe_dir = path if path.is_dir() else path.absolute().parent
-    if not probe_dir.is_dir():
-        raise InputError(f"{flag} {path}: the directory {probe_dir} does not exist")
-    if not os.access(probe_dir, os.W_OK | os.X_OK):
-        raise InputError(f"{flag} {path}: {probe_dir} is not writable")
 
 
 def register(app: typer.Typer) -> None:

@@ -22,7 +22,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence, TypeAlias
 
-from cnibench.report.sources import PERCENTILES, fmt_number
+from cnibench.report.sources import PERCENTILES, fmt_number, status_note
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -72,8 +72,6 @@ def _wrap(text: str, width: int = 120) -> str:
 
 def _merge_kinds(kinds: set[str]) -> list[str]:
     """'min–max of 3 repetitions (...)' and '... of 4 ...' as one 'min–max of 3–4 repetitions (...)'."""
-    import re
-
     counts: dict[tuple[str, str], list[int]] = {}
     other: list[str] = []
     for k in kinds:
@@ -93,13 +91,7 @@ def _notes(group: Group, entries: Sequence[Entry]) -> list[str]:
         if not e.valid:
             word = {"no-figure": "no figure", "error": "failed"}.get(e.status, e.status)
             by.setdefault((word, str(e.reason)), []).append(e.subject)
-    out = []
-    for (word, reason), who in by.items():
-        names = ", ".join(dict.fromkeys(who))
-        # a reason that already says it ("ipip skipped: the kernel ...") is not said twice
-        said = reason.startswith((word, f"{names} {word}", f"{names}: {word}"))
-        out.append(f"{names}: {reason}" if said else f"{names}: {word}: {reason}")
-    return out
+    return [status_note(", ".join(dict.fromkeys(who)), word, reason) for (word, reason), who in by.items()]
 
 
 def _footer(fig: Figure, notes: Sequence[str], caption: str | None = None) -> float:
@@ -306,8 +298,7 @@ def figure_profiles(group: Group, protocol: str, metrics: Sequence[Metric]) -> F
         ncols = 1 if len(drawn) == 1 else 2
         nrows = math.ceil(len(drawn) / ncols)
         skipped = {(e.subject, e.reason) for m in metrics for e in m.entries if e.status == "skipped" and not e.source}
-        notes = [f"{s}: {r}" if str(r).startswith(f"{s} skipped") else f"{s}: skipped: {r}"
-                 for s, r in sorted(skipped, key=str)]
+        notes = [status_note(s, "skipped", str(r)) for s, r in sorted(skipped, key=str)]
         for m in metrics:
             notes += [f"{m.test}: {n}" for n in _notes(group, [e for e in m.entries if e.source or e.valid])]
         notes = list(dict.fromkeys(notes))

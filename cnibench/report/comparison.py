@@ -889,8 +889,7 @@ def markdown(comp: Comparison, charts: dict[str, dict[str, Path]] | None = None,
         lines += [f"| {k} | {_md(v)} |" for k, v in _facts_rows(g.facts)]
         if g.not_measured:
             lines += ["", "Not measured:", ""]
-            lines += [f"- {_md(s)}: {_md(r)}" if r.startswith(f"{s} {st}") else f"- {_md(s)}: {st}: {_md(r)}"
-                      for s, st, r in g.not_measured]
+            lines += [f"- {_md(_src.status_note(s, st, r))}" for s, st, r in g.not_measured]
         if g.warnings:
             lines += ["", "**Validity warnings**", ""] + [f"- ⚠ {_md(w)}" for w in g.warnings]
         for m in g.metrics:

@@ -58,6 +58,13 @@ class Source:
 # --------------------------------------------------------------------------- ids
 
 
+def status_note(who: str, word: str, reason: str) -> str:
+    """``who: word: reason``, or ``who: reason`` when the reason already says it (the lab's
+    ``skipped_reason`` starts with "ipip skipped: ..."): a reader is not told twice."""
+    said = reason.startswith((word, f"{who} {word}", f"{who}: {word}"))
+    return f"{who}: {reason}" if said else f"{who}: {word}: {reason}"
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.") or "run"
 
