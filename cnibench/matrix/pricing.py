@@ -140,10 +140,8 @@ def load_table(path: str | Path | None = None) -> PriceTable:
         source = str(path)
         try:
             data = read_regular_file(path, max_bytes=MAX_TABLE_BYTES, what="price table")
-        except InputError as exc:
+        except InputError as exc:  # read_regular_file reports every failure, a directory included, as one
             raise PriceError(str(exc)) from None
-        except OSError as exc:  # read_regular_file opens a directory, then fdopen refuses it
-            raise PriceError(f"{source}: cannot read the price table: {exc.strerror or exc}") from None
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
