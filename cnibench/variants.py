@@ -308,6 +308,13 @@ FLANNEL_AWS_VPC_IAM = (
 # cilium ENI IPAM: Documentation/network/concepts/ipam/eni.rst "Required Privileges" (the
 # operator's EC2 calls): the always-required list, plus DescribeTags (ENI garbage collection is on
 # by default), UnassignPrivateIpAddresses (release of excess IPs) and DescribeInstances.
+# Not DescribeManagedPrefixLists nor GetManagedPrefixListEntries: eni.rst lists them only on
+# cilium's main branch since cilium/cilium#45806 ("feat: Support AWS prefix lists in Cilium
+# policies": opened 2026-05-06, merged into main after 2026-07-20, when cilium/cilium#45805 still
+# calls it in progress; a feature, not backported to the v1.18 line of chart 1.18.12), and they
+# serve AWS prefix lists named in a network policy's toGroups/fromGroups, which the program writes
+# none of. Every stored eni.rst without that PR, including a main copy newer than v1.18 (the
+# multi-pool based ENI allocator), lists neither.
 CILIUM_ENI_IAM = (
     "ec2:DescribeNetworkInterfaces",
     "ec2:DescribeSubnets",
@@ -321,8 +328,6 @@ CILIUM_ENI_IAM = (
     "ec2:ModifyNetworkInterfaceAttribute",
     "ec2:AssignPrivateIpAddresses",
     "ec2:CreateTags",
-    "ec2:DescribeManagedPrefixLists",
-    "ec2:GetManagedPrefixListEntries",
     "ec2:DescribeTags",
     "ec2:UnassignPrivateIpAddresses",
     "ec2:DescribeInstances",

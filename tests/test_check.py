@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 from conftest import ALL_STACKS
+from test_network import CNI_PORTS
+from test_node_pair import IAM_ACTIONS
+from test_variants import L2_VARIANTS as L2
 from typer.testing import CliRunner
 
 from cnibench.cli import app
@@ -18,10 +21,11 @@ from cnibench.policy_check import HEADING, run_check
 from cnibench.policy_rules import RULES, Stack, evaluate
 from cnibench.policy_rules.from_mocks import stack_from_registered
 from cnibench.project import parse_overrides
-from cnibench.variants import CATALOG, Underlay
 
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
-L2_VARIANTS = sorted(v.name for v in CATALOG.values() if v.needs_l2)
+L2_VARIANTS = sorted(L2)
+# the variant whose pods get VPC addresses from routes in the stack's route table (flannel aws-vpc)
+VPC_ROUTES = {"flannel-aws-vpc"}
 CNIBENCH = Path(sys.executable).parent / "cnibench"  # the entry point scripts/setup.sh installs
 
 
@@ -47,16 +51,18 @@ def test_every_shipped_stack_passes(stack, stack_run):
     got = findings(view(stack_run(stack)))
     blocking = {k: v for k, v in got.items() if v[0] == "fail"}
     assert not blocking, blocking
-    variant = CATALOG[stack_run(stack).config["variant"]]
+    # the rules every stack passes, and those that apply to the variant (the literal tables of the
+    # underlay needs, ports and IAM actions, each with its source, in test_variants, test_network
+    # and test_node_pair)
     must_pass = {"matched-pair", "cidrs", "ssh-ingress", "imdsv2", "encrypted-volumes", "expiry-tag",
                  "kernel-minimum", "kernel-unverified", "burst-bandwidth", "kube-proxy-replacement"}
-    if variant.needs_l2:
+    if stack in L2:
         must_pass.add("l2-adjacency")
-    if variant.ports:
+    if CNI_PORTS[stack]:
         must_pass.add("encapsulation-ports")
-    if variant.underlay is Underlay.VPC_ROUTES:
+    if stack in VPC_ROUTES:
         must_pass.add("aws-vpc-routes")
-    if variant.iam_actions:
+    if stack in IAM_ACTIONS:
         must_pass.add("iam-actions")
     assert {k for k, v in got.items() if v[0] == "pass"} >= must_pass, got
 
@@ -79,24 +85,35 @@ def test_split_subnets_are_fine_for_an_overlay():
 
 # --- the rules match the components' real resource shapes ------------------------------------
 def _covers(port):
+    """port: (protocol, from, to) as in test_network.CNI_PORTS."""
+    protocol, first, _ = port
+
     def pred(r):
         if r.type != SG_INGRESS:
             return False
         proto, lo = str(r.props.get("ipProtocol")), r.props.get("fromPort")
-        if port.protocol in ("tcp", "udp"):
-            return proto == port.protocol and lo is not None and lo <= port.from_port <= r.props.get("toPort")
-        return proto == port.protocol
+        if protocol in ("tcp", "udp"):
+            return proto == protocol and lo is not None and lo <= first <= r.props.get("toPort")
+        return proto == protocol
     return pred
+
+
+def _label(port) -> str:
+    """How the ports rule names a port: tcp/179, udp/30000-32767, icmp, ip-proto/4."""
+    protocol, first, last = port
+    if protocol in ("tcp", "udp"):
+        return f"{protocol}/{first}" if first == last else f"{protocol}/{first}-{last}"
+    return "icmp" if protocol == "icmp" else f"ip-proto/{protocol}"
 
 
 # (cilium-eni is left out: its pods live in the nodes' subnet, so the pod-to-pod all-traffic rule
 # admits every port between the nodes as well)
-@pytest.mark.parametrize("stack", [s for s in ALL_STACKS if CATALOG[s].ports and CATALOG[s].underlay is not Underlay.ENI])
+@pytest.mark.parametrize("stack", [s for s in ALL_STACKS if CNI_PORTS[s] and s != "cilium-eni"])
 def test_removing_a_tunnel_rule_fails_the_ports_rule(stack, stack_run):
     real = view(stack_run(stack))
-    for port in CATALOG[stack].ports:
+    for port in sorted(CNI_PORTS[stack], key=str):
         verdict, messages = findings(without(real, _covers(port)))["encapsulation-ports"]
-        assert verdict == "fail" and port.label in "\n".join(messages), (port, messages)
+        assert verdict == "fail" and _label(port) in "\n".join(messages), (port, messages)
 
 
 def test_placement_group_strategy_is_read_from_the_real_group(stack_run):

@@ -16,12 +16,12 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from test_variants import RELEASES
+from test_variants import ENCAP_OVERHEAD, POD_MTU_9001, RELEASES
 
 from cnibench.mocks import OfflineRun
 from cnibench.program.cni import INSTALLERS, flannel, kube_router, readiness
 from cnibench.program.cni.base import SCRIPTS
-from cnibench.variants import CATALOG, InstallMethod
+from cnibench.variants import CATALOG
 from tests.conftest import public_ip
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -38,6 +38,25 @@ FLANNEL_BACKENDS = {
     "flannel-wireguard": {"Type": "wireguard", "ListenPort": 51820},
     "flannel-aws-vpc": {"Type": "aws-vpc"},
 }
+# How each variant is installed (the upstream's own way): flannel's Documentation/kube-flannel.yml
+# (v0.28.9; v0.19.2 for aws-vpc) and kube-router's daemonset/generic-kuberouter-all-features.yaml
+# (v2.11.1) as typed Kubernetes objects; cilium's Helm chart "cilium" from https://helm.cilium.io/;
+# ipvlan, a plugin of containernetworking/plugins v1.9.1 with no Kubernetes objects of its own: the
+# plugin binaries and a conflist written on each node.
+INSTALL = {
+    "flannel-vxlan": "manifest", "flannel-host-gw": "manifest", "flannel-ipip": "manifest",
+    "flannel-wireguard": "manifest", "flannel-aws-vpc": "manifest",
+    "kube-router-overlay": "manifest", "kube-router-native": "manifest", "kube-router-proxy": "manifest",
+    "cilium-vxlan": "helm", "cilium-geneve": "helm", "cilium-native": "helm", "cilium-native-kpr": "helm",
+    "cilium-eni": "helm",
+    "ipvlan": "node-config",
+}
+# The variants without a pod-to-service path: ipvlan in l2 mode, whose slaves' packets never pass
+# the node's netfilter hooks, so kube-proxy's ClusterIP DNAT never applies (Linux
+# Documentation/networking/ipvlan.rst, "4.1 L2 mode", "4.3 L3S mode": only l3s passes
+# netfilter/conntrack).
+NO_SERVICE_PATH = {"ipvlan"}
+
 # what flannel subtracts from the external MTU, flannel-io/flannel @ v0.28.9:
 # pkg/backend/vxlan/vxlan_network.go encapOverhead = 50; pkg/backend/ipip/ipip.go MTU - 20;
 # pkg/backend/wireguard/wireguard_network.go overhead = 80; routing backends nothing
@@ -91,11 +110,16 @@ CILIUM_ENI_CONDITIONAL = {
     "ec2:UnassignPrivateIpAddresses",  # "If releasing excess IPs is enabled"
     "ec2:DescribeInstances",  # "If --instance-tags-filter is used"
 }
-# Listed as always required only by the newest stored copy (cilium/cilium main @ 0e22bde581f1),
-# after the AWS prefix-list support of 2026 (cilium/cilium#45806), by no earlier copy: granted by
-# the catalog all the same.
-CILIUM_ENI_PREFIX_LISTS = {"ec2:DescribeManagedPrefixLists", "ec2:GetManagedPrefixListEntries"}
-CILIUM_ENI_IAM = CILIUM_ENI_REQUIRED | CILIUM_ENI_CONDITIONAL | CILIUM_ENI_PREFIX_LISTS
+# Not granted: ec2:DescribeManagedPrefixLists and ec2:GetManagedPrefixListEntries. Only the newest
+# stored copy of eni.rst (cilium/cilium main @ 0e22bde581f1) lists them, added with
+# cilium/cilium#45806 "feat: Support AWS prefix lists in Cilium policies" (opened 2026-05-06,
+# merged into main after 2026-07-20, when #45805 still calls it in progress: a feature, not
+# backported to v1.18), which
+# resolves AWS prefix lists named in a policy's toGroups/fromGroups. A main copy newer than v1.18
+# but without that PR (it already has the multi-pool based ENI allocator) lists neither, nor does
+# any older copy; the program writes no such policy.
+CILIUM_ENI_NOT_GRANTED = {"ec2:DescribeManagedPrefixLists", "ec2:GetManagedPrefixListEntries"}
+CILIUM_ENI_IAM = CILIUM_ENI_REQUIRED | CILIUM_ENI_CONDITIONAL
 
 # The EC2 source/destination check must be off where a node sends or receives packets whose
 # addresses are not its own (EC2 API ModifyInstanceAttribute, SourceDestCheck: the checks "ensure
@@ -165,6 +189,7 @@ def test_every_catalog_cni_has_an_installer():
 def test_the_tables_cover_every_variant_of_their_cni():
     for cni, table in (("flannel", FLANNEL_BACKENDS), ("kube-router", KUBE_ROUTER_ARGS), ("cilium", CILIUM_VALUES)):
         assert set(table) == {n for n, v in CATALOG.items() if v.cni == cni}, cni
+    assert set(INSTALL) == set(CATALOG) and NO_SERVICE_PATH <= set(CATALOG)
 
 
 def test_main_has_no_per_variant_branches():
@@ -177,11 +202,11 @@ def test_main_has_no_per_variant_branches():
 @pytest.mark.parametrize("stack", sorted(CATALOG))
 def test_cni_output_names_the_install(stack_run, stack):
     run = stack_run(stack)
-    variant = CATALOG[stack]
     out = run.outputs["cni"]
     assert out["variant"] == stack and out["version"] == RELEASES[stack]
-    assert out["install"] == variant.install.method.value
-    assert out["podMtu"] == variant.pod_mtu(run.config["underlayMtu"])
+    assert out["install"] == INSTALL[stack] == CATALOG[stack].install.method.value
+    assert run.config["underlayMtu"] == 9001  # the shipped stacks run on the VPC's jumbo frames
+    assert out["podMtu"] == POD_MTU_9001[stack]
     explicit = {"kube-router-overlay"}  # the only CNI whose own MTU computation differs
     assert (out["podMtuSetBy"].startswith(("--auto-mtu=false", "cni-conf", "MTU=", "conflist"))) is (stack in explicit)
 
@@ -307,7 +332,7 @@ def test_kube_router_overlay_mtu_is_explicit(stack_run):
     args = named(run, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["args"]
     bridge = json.loads(named(run, "ConfigMap")["data"]["cni-conf.json"])["plugins"][0]
     assert "--auto-mtu=false" in args
-    assert bridge["type"] == "bridge" and bridge["mtu"] == 9001 - 20 == CATALOG["kube-router-overlay"].pod_mtu(9001)
+    assert bridge["type"] == "bridge" and bridge["mtu"] == POD_MTU_9001["kube-router-overlay"] == 8981
     for stack in ("kube-router-native", "kube-router-proxy"):
         run = stack_run(stack)
         assert "--auto-mtu=false" not in named(run, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -442,6 +467,7 @@ def test_cilium_eni_operator_gets_the_documented_ec2_actions(stack_run):
     doc = json.loads(stack_run("cilium-eni").one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     granted = [a for st in doc["Statement"] if st["Effect"] == "Allow" for a in st["Action"]]
     assert sorted(granted) == sorted(CILIUM_ENI_IAM)  # each once, nothing else
+    assert not CILIUM_ENI_NOT_GRANTED & set(granted)
 
 
 @pytest.mark.parametrize("stack", sorted(CATALOG))
@@ -522,7 +548,7 @@ def test_readiness_gate_waits_for_the_cni_and_both_nodes(stack_run, stack):
     for res in installed:
         assert run.depends_on(ready, res), res
     workloads = env["CNI_WORKLOADS"].split()
-    if CATALOG[stack].install.method is InstallMethod.NODE_CONFIG:
+    if INSTALL[stack] == "node-config":
         assert workloads == []
     else:
         assert any(w.startswith("daemonset/") for w in workloads)
@@ -548,14 +574,19 @@ def test_pulumi_does_not_wait_for_the_daemonset_itself(stack_run, stack):
 def test_gate_skips_the_service_checks_for_ipvlan_with_the_catalogs_reason(stack_run):
     env = env_of(gate(stack_run("ipvlan")).inputs["create"])
     assert env["CNI_SKIP_CHECKS"] == "coredns pod-to-service dns"
+    # the reason is the catalog's wording (prose, not a fact to pin); the fact it states is NO_SERVICE_PATH's
     assert env["CNI_SKIP_REASON"] == CATALOG["ipvlan"].no_service_path
     assert "ClusterIP DNAT never applies" in env["CNI_SKIP_REASON"]
+
+
+def test_only_the_variants_without_a_service_path_have_a_reason():
+    assert {n for n, v in CATALOG.items() if v.no_service_path} == NO_SERVICE_PATH
 
 
 @pytest.mark.parametrize("stack", sorted(CATALOG))
 def test_gate_skips_nothing_where_the_variant_has_a_service_path(stack_run, stack):
     env = env_of(gate(stack_run(stack)).inputs["create"])
-    if CATALOG[stack].no_service_path is None:
+    if stack not in NO_SERVICE_PATH:
         assert env["CNI_SKIP_CHECKS"] == "" and env["CNI_SKIP_REASON"] == ""
     else:
         assert env["CNI_SKIP_CHECKS"] and env["CNI_SKIP_REASON"] == CATALOG[stack].no_service_path
@@ -576,7 +607,7 @@ def test_kubernetes_validate_knows_the_configured_version(stack_run):
     assert any(v.startswith(f"{version}.") for v in kubernetes_validate.utils.all_versions())
 
 
-@pytest.mark.parametrize("stack", sorted(n for n, v in CATALOG.items() if v.install.method is InstallMethod.MANIFEST))
+@pytest.mark.parametrize("stack", sorted(n for n, method in INSTALL.items() if method == "manifest"))
 def test_every_object_validates_against_the_cluster_version(stack_run, stack):
     run = stack_run(stack)
     objects = k8s_objects(run)
@@ -594,7 +625,9 @@ def test_the_schema_check_catches_a_bad_object(stack_run):
 
 
 # --- README ----------------------------------------------------------------------------------
-def test_readme_variant_table_matches_the_catalog():
+# The README's variant table is written by hand (no generator renders it from the catalog), so it
+# is checked against the upstream facts (ENCAP_OVERHEAD, RELEASES) and against the catalog alike.
+def test_readme_variant_table_matches_the_sources_and_the_catalog():
     text = (ROOT / "README.md").read_text()
     section = text.split("## Variant table", 1)[1].split("\n## ", 1)[0]
     rows = {}
@@ -602,10 +635,13 @@ def test_readme_variant_table_matches_the_catalog():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 4 and cells[0] in CATALOG:
             rows[cells[0]] = cells
-    assert set(rows) == set(CATALOG)
+    assert set(rows) == set(CATALOG) == set(ENCAP_OVERHEAD)
     for name, (_, _sets, _, encap) in rows.items():
-        assert int(encap.split()[0]) == CATALOG[name].encap_overhead, name
-    assert "v0.19.2" in rows["flannel-aws-vpc"][1] and "RouteTableID" in rows["flannel-aws-vpc"][1]
+        assert int(encap.split()[0]) == ENCAP_OVERHEAD[name] == CATALOG[name].encap_overhead, name
+    # the first row of each CNI names its pinned release (the others say only what differs)
+    for name in ("flannel-vxlan", "flannel-aws-vpc", "kube-router-overlay", "cilium-vxlan", "ipvlan"):
+        assert RELEASES[name] in rows[name][1], name
+    assert "RouteTableID" in rows["flannel-aws-vpc"][1]
 
 
 @pytest.mark.parametrize("stack", ["ipvlan", "cilium-eni", "kube-router-proxy"])

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import pytest
+from test_variants import NEEDS_IMDSV1
 
 from cnibench import mocks
 from cnibench.tags import ROLE_TAG
@@ -95,12 +96,13 @@ def test_an_existing_vpc_gets_subnets_without_public_addresses_and_no_vpc_resour
 @pytest.mark.parametrize("stack", ALL_STACKS)
 def test_instance_metadata_takes_tokens_and_one_hop(stack_run, stack):
     """IMDSv2 only (httpTokens=required: every metadata request needs a session token; EC2 User
-    Guide, "Configure the instance metadata options"), except where the catalog says the CNI's
-    metadata client predates tokens; a PUT response hop limit of 1, so a token reaches the node's
-    own network namespace only, not a pod one hop further (the same page recommends 2 where
-    containers must reach IMDS; cnibench's agents that read it run in the host network)."""
+    Guide, "Configure the instance metadata options"), except where the CNI's metadata client
+    predates tokens (test_variants.NEEDS_IMDSV1, with its source); a PUT response hop limit of 1, so
+    a token reaches the node's own network namespace only, not a pod one hop further (the same page
+    recommends 2 where containers must reach IMDS; cnibench's agents that read it run in the host
+    network)."""
     run = stack_run(stack)
-    needs_v1 = CATALOG[run.config["variant"]].needs_imdsv1
+    needs_v1 = stack in NEEDS_IMDSV1
     inspected = 0
     for inst in run.of_type(INSTANCE):
         meta = inst.inputs["metadataOptions"]
@@ -113,7 +115,7 @@ def test_instance_metadata_takes_tokens_and_one_hop(stack_run, stack):
 
 def test_most_variants_get_imdsv2_only():
     """The "required" branch above is what most stacks check: IMDSv1 stays the exception."""
-    v1 = [s for s in ALL_STACKS if CATALOG[s].needs_imdsv1]
+    v1 = [s for s in ALL_STACKS if s in NEEDS_IMDSV1]
     assert len(ALL_STACKS) - len(v1) > len(v1), v1
 
 

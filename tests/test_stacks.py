@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ALL_STACKS
+from test_variants import POD_MTU_9001
 
 from cnibench.config import config_keys
 from cnibench.variants import CATALOG
@@ -36,5 +37,5 @@ def test_stack_file_holds_only_known_keys_and_its_own_variant(stack):
 def test_program_runs_under_mocks(stack, stack_run):
     run = stack_run(stack)
     assert run.outputs["variant"]["name"] == stack
-    assert run.outputs["variant"]["podMtu"] == CATALOG[stack].pod_mtu(9001)
+    assert run.outputs["variant"]["podMtu"] == POD_MTU_9001[stack]  # on the VPC's 9001-byte underlay
     assert not run.unknown_outputs

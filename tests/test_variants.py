@@ -20,6 +20,14 @@ DESIGN_VARIANTS = {
     "kube-router-overlay", "kube-router-native", "kube-router-proxy",
     "cilium-vxlan", "cilium-geneve", "cilium-native", "cilium-native-kpr", "cilium-eni", "ipvlan",
 }
+# The variants whose nodes must share one L2 segment (pod routes point at the peer node's address,
+# which must be on-link): flannel host-gw (Documentation/backends.md @ v0.28.9: "Requires direct
+# layer2 connectivity between hosts running flannel"); kube-router without an overlay
+# (docs/user-guide.md, --enable-overlay: when false no tunnelling is used and the routing
+# infrastructure is expected to route pod traffic between nodes in different subnets, which a VPC
+# does not); cilium native routing with autoDirectNodeRoutes (chart values: "Enable installation of
+# PodCIDR routes between worker nodes if worker nodes share a common L2 network segment"); ipvlan
+# l2 on the node's own subnet (Linux Documentation/networking/ipvlan.rst, "4.1 L2 mode").
 L2_VARIANTS = {"flannel-host-gw", "kube-router-native", "kube-router-proxy", "cilium-native",
                "cilium-native-kpr", "ipvlan"}
 
@@ -65,6 +73,51 @@ MIN_KERNELS = {
     "ipvlan": (3, 19),
 }
 
+# The bytes each variant's datapath adds to every packet between the nodes (written out, not read
+# from the catalog):
+# - flannel, flannel-io/flannel @ v0.28.9: pkg/backend/vxlan/vxlan_network.go encapOverhead = 50;
+#   pkg/backend/ipip/ipip.go MTU - 20; pkg/backend/wireguard/wireguard_network.go overhead = 80
+#   (room for an IPv6 outer header, as wg-quick allows); host-gw and aws-vpc (v0.19.2) only route.
+# - kube-router v2.11.1 --overlay-encap=ipip: IP-in-IP adds one outer IPv4 header, 20 bytes (RFC
+#   2003 section 3.1); native and proxy do not tunnel pod traffic (the proxy's DSR services use
+#   IP-in-IP, docs/dsr.md, but pod-to-pod traffic does not).
+# - cilium: cilium/cilium pkg/mtu/mtu.go TunnelOverheadIPv4 = 50 (outer IPv4 20 + UDP 8 +
+#   VXLAN/Geneve 8 + inner Ethernet 14; TunnelOverhead in older releases), subtracted for either
+#   tunnel protocol (DsrTunnelOverhead only with Geneve DSR, which no variant enables); native
+#   routing and ENI IPAM add nothing.
+# - ipvlan: an ipvlan slave sends the pod's own packets on the master (Linux
+#   Documentation/networking/ipvlan.rst): nothing added.
+ENCAP_OVERHEAD = {
+    "flannel-vxlan": 50, "flannel-host-gw": 0, "flannel-ipip": 20, "flannel-wireguard": 80, "flannel-aws-vpc": 0,
+    "kube-router-overlay": 20, "kube-router-native": 0, "kube-router-proxy": 0,
+    "cilium-vxlan": 50, "cilium-geneve": 50, "cilium-native": 0, "cilium-native-kpr": 0, "cilium-eni": 0,
+    "ipvlan": 0,
+}
+# The pod MTU on the VPC's underlay of 9001 bytes (EC2 User Guide, "Network maximum transmission
+# unit (MTU) for your EC2 instance", "Jumbo frames (9001 MTU)": all current generation instance
+# types support them; Pulumi.yaml's underlayMtu default), written out: 9001 minus the overhead above.
+POD_MTU_9001 = {
+    "flannel-vxlan": 8951, "flannel-host-gw": 9001, "flannel-ipip": 8981, "flannel-wireguard": 8921,
+    "flannel-aws-vpc": 9001,
+    "kube-router-overlay": 8981, "kube-router-native": 9001, "kube-router-proxy": 9001,
+    "cilium-vxlan": 8951, "cilium-geneve": 8951, "cilium-native": 9001, "cilium-native-kpr": 9001,
+    "cilium-eni": 9001,
+    "ipvlan": 9001,
+}
+
+# The variants whose CNI replaces kube-proxy, so kubeadm skips its addon/kube-proxy phase: cilium
+# with kubeProxyReplacement=true (cilium Documentation/network/kubernetes/kubeproxy-free.rst,
+# "Quick-Start": "kubeadm init --skip-phases=addon/kube-proxy", then the chart with
+# kubeProxyReplacement=true, k8sServiceHost and k8sServicePort), and kube-router with
+# --run-service-proxy=true (docs/user-guide.md: "Enables Service Proxy -- sets up IPVS for
+# Kubernetes Services", the section "trying kube-router as alternative to kube-proxy").
+REPLACES_KUBE_PROXY = {"cilium-native-kpr", "kube-router-proxy"}
+
+# The variants whose CNI reads instance metadata with a client that predates IMDSv2 session tokens:
+# flannel v0.19.2 (aws-vpc) pins github.com/aws/aws-sdk-go v1.15.11 in its go.mod, whose
+# ec2metadata client learned tokens only in aws/aws-sdk-go PR #2958 (2019-11-19).
+NEEDS_IMDSV1 = {"flannel-aws-vpc"}
+
 # Which local-lab datapath (cnibench/lab/datapaths.py; the table in cnibench/lab/README.md) stands
 # in for each variant: the same packets on the wire between the nodes. None: the lab has no
 # equivalent (no WireGuard datapath; ENI IPAM needs AWS).
@@ -91,8 +144,8 @@ def test_record_is_complete(name):
     assert isinstance(v.underlay, Underlay)
     assert all(isinstance(p, PortRule) for p in v.ports)
     assert v.min_kernel >= (3, 7)
-    assert v.pod_mtu(9001) == 9001 - v.encap_overhead
-    assert v.pod_mtu(1500) == 1500 - v.encap_overhead
+    assert v.pod_mtu(9001) == POD_MTU_9001[name]
+    assert v.pod_mtu(1500) == 1500 - ENCAP_OVERHEAD[name]
     if v.install.method is InstallMethod.HELM:
         assert v.install.chart and v.install.source == "https://helm.cilium.io/"
 
@@ -113,11 +166,8 @@ def test_underlay_requirements_match_the_design():
 
 
 def test_encapsulation_facts():
-    overhead = {n: v.encap_overhead for n, v in CATALOG.items()}
-    assert overhead["flannel-vxlan"] == overhead["cilium-vxlan"] == overhead["cilium-geneve"] == 50
-    assert overhead["flannel-ipip"] == overhead["kube-router-overlay"] == 20
-    assert overhead["flannel-wireguard"] == 80
-    assert overhead["flannel-host-gw"] == overhead["cilium-native"] == overhead["ipvlan"] == 0
+    assert {n: v.encap_overhead for n, v in CATALOG.items()} == ENCAP_OVERHEAD
+    assert {n: 9001 - o for n, o in ENCAP_OVERHEAD.items()} == POD_MTU_9001  # the two tables agree
     labels = {n: {p.label for p in v.ports} for n, v in CATALOG.items()}
     assert "udp/8472" in labels["flannel-vxlan"] and "udp/8472" in labels["cilium-vxlan"]
     assert "udp/6081" in labels["cilium-geneve"]
@@ -128,13 +178,15 @@ def test_encapsulation_facts():
 
 
 def test_kube_proxy_replacement_and_iam():
-    assert {n for n, v in CATALOG.items() if v.replaces_kube_proxy} == {"cilium-native-kpr", "kube-router-proxy"}
+    assert {n for n, v in CATALOG.items() if v.replaces_kube_proxy} == REPLACES_KUBE_PROXY
+    assert {n for n, v in CATALOG.items() if v.needs_imdsv1} == NEEDS_IMDSV1
     assert "ec2:CreateRoute" in CATALOG["flannel-aws-vpc"].iam_actions
     assert "ec2:CreateNetworkInterface" in CATALOG["cilium-eni"].iam_actions
 
 
 def test_the_tables_cover_every_variant():
     assert set(RELEASES) == set(MIN_KERNELS) == set(LAB_DATAPATHS) == DESIGN_VARIANTS
+    assert set(ENCAP_OVERHEAD) == set(POD_MTU_9001) == DESIGN_VARIANTS
 
 
 def test_every_variant_pins_its_release():
@@ -217,4 +269,4 @@ def test_pod_addressing_follows_underlay_and_encapsulation():
         "flannel-host-gw", "flannel-aws-vpc", "kube-router-native", "kube-router-proxy", "cilium-native", "cilium-native-kpr",
     }
     for name, addressing in got.items():
-        assert (addressing is PodAddressing.ENCAPSULATED) == (CATALOG[name].encap_overhead > 0), name
+        assert (addressing is PodAddressing.ENCAPSULATED) == (ENCAP_OVERHEAD[name] > 0), name
