@@ -8,6 +8,7 @@ on this project's machines (``tests/data``).
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -65,13 +66,22 @@ def parse_iperf3(text: str | bytes | dict) -> Iperf3Result:
     else:
         try:
             doc = json.loads(text)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             snippet = (text[:200] if isinstance(text, str) else repr(text[:200])).strip()
             raise ParseError(f"iperf3: output is not JSON ({exc}): {snippet!r}") from exc
     if not isinstance(doc, dict):
         raise ParseError("iperf3: JSON document is not an object")
     if doc.get("error"):
         raise ParseError(f"iperf3: {doc['error']}")
+    try:
+        return _iperf3_result(doc)
+    except ParseError:
+        raise
+    except (AttributeError, TypeError, ValueError, OverflowError) as exc:  # a member of the wrong JSON type
+        raise ParseError(f"iperf3: not the JSON of iperf3 -J ({type(exc).__name__}: {exc})") from exc
+
+
+def _iperf3_result(doc: dict[str, Any]) -> Iperf3Result:
     start = doc.get("start") or {}
     end = doc.get("end") or {}
     test_start = start.get("test_start") or {}
@@ -126,7 +136,12 @@ def proc_stat_cpu(line: str) -> tuple[int, int]:
     parts = line.split()
     if not parts or parts[0] != "cpu" or len(parts) < 5:
         raise ParseError(f"/proc/stat: not the aggregate cpu line: {line[:60]!r}")
-    fields = [int(x) for x in parts[1:9]]
+    try:
+        fields = [int(x) for x in parts[1:9]]
+    except ValueError:
+        raise ParseError(f"/proc/stat: a field of the cpu line is not a whole number: {line[:60]!r}") from None
+    if not all(0 <= f < 2**64 for f in fields):  # the kernel prints unsigned 64-bit counters
+        raise ParseError(f"/proc/stat: a field of the cpu line is not a tick count: {line[:60]!r}")
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     total = sum(fields)
     return total - idle, total
@@ -141,7 +156,10 @@ def parse_usage_snapshot(text: str) -> dict[str, float] | None:
             busy, total = proc_stat_cpu(line)
             out["total"], out["busy"] = float(total), float(busy)
         elif parts and parts[0] in ("MemTotal:", "MemAvailable:") and len(parts) >= 2:
-            out[parts[0][:-1]] = float(parts[1])  # kB
+            try:
+                out[parts[0][:-1]] = float(parts[1])  # kB
+            except ValueError:
+                raise ParseError(f"/proc/meminfo: {parts[0]} is not a number: {line[:60]!r}") from None
     return out if "total" in out else None
 
 
@@ -258,6 +276,15 @@ def parse_sockperf(text: str, mode: str | None = None) -> SockperfResult:
     """
     if mode is not None and mode not in SOCKPERF_MODES:
         raise ValueError(f"sockperf mode must be one of {SOCKPERF_MODES}, not {mode!r}")
+    try:
+        return _parse_sockperf(text, mode)
+    except ParseError:
+        raise
+    except (ValueError, OverflowError) as exc:  # a count of over 4300 digits (int() refuses it) or beyond a float
+        raise ParseError(f"sockperf: a number in the report is out of range ({exc})") from None
+
+
+def _parse_sockperf(text: str, mode: str | None) -> SockperfResult:
     clean = strip_escapes(text).replace("\r", "")
     if not clean.strip():
         raise ParseError("sockperf: empty output")
@@ -386,22 +413,28 @@ def parse_wrk(text: str) -> WrkResult:
         raise ParseError(f"wrk: no '{WRK_MARKER.strip()}' line (was wrk run with -s wrk-report.lua?); wrk said: {tail}")
     try:
         doc = json.loads(marked[-1][len(WRK_MARKER):])
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise ParseError(f"wrk: the {WRK_MARKER.strip()} line is not JSON ({exc}): {marked[-1][:200]!r}") from exc
     if not isinstance(doc, dict):
         raise ParseError("wrk: the CNIBENCH-WRK document is not an object")
 
     def number(obj: Any, key: str, where: str) -> float:
         value = obj.get(key) if isinstance(obj, dict) else None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            result = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+        except OverflowError:  # an integer beyond a float's range
+            result = math.nan
+        if not math.isfinite(result):
             raise ParseError(f"wrk: {where}{key} missing or not a number ({value!r})")
-        return float(value)
+        return result
 
     requests = int(number(doc, "requests", ""))
     duration_us = number(doc, "duration_us", "")
     errors = {k: int(number(doc.get("errors"), k, "errors.")) for k in WRK_ERROR_KINDS}
     latency = {k: number(doc.get("latency_us"), k, "latency_us.") for k in WRK_LATENCY_KEYS}
     samples = doc.get("latency_samples")
+    if isinstance(samples, float) and not math.isfinite(samples):
+        samples = None  # NaN or Infinity, which Python's json reads (wrk-report.lua writes null for them)
     counts = ", ".join(f"{k} {v}" for k, v in errors.items())
     if requests == 0:
         hint = "" if any(errors.values()) else "; a server that accepts but never answers shows as no error at all"

@@ -36,6 +36,7 @@ contract puts this module on the ``cnibench.config`` layer).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -44,6 +45,7 @@ from typing import Mapping, Sequence
 from scipy import stats as _scipy_stats
 
 METHOD = "t-interval on log ratios of paired repetitions"
+_LOG_MAX = math.log(sys.float_info.max)  # math.exp of more than this raises OverflowError
 
 __all__ = [
     "METHOD",
@@ -80,7 +82,8 @@ class RatioInterval:
 
     ``estimate`` is the geometric mean of the paired ratios (``None`` with no pair at all);
     ``low``/``high`` bound it at ``confidence`` (``None`` when fewer than two pairs: one
-    pair says nothing about the spread). ``n`` counts the complete pairs used.
+    pair says nothing about the spread; also when a bound is beyond a float's range, see
+    :func:`paired_ratio_interval`). ``n`` counts the complete pairs used.
     """
 
     estimate: float | None
@@ -96,10 +99,14 @@ class RatioInterval:
 
         The interval is symmetric on the log scale, ``[g / f, g * f]`` around the estimate
         ``g``, and this is ``f - 1``: 0.05 means "within a factor 1.05 either way".
+        ``None`` without an interval, and when ``f`` itself is beyond a float's range.
         """
         if self.low is None or self.high is None or self.low <= 0.0:
             return None
-        return math.sqrt(self.high / self.low) - 1.0
+        ratio = self.high / self.low
+        # high / low overflows when the bounds are more than ~308 orders of magnitude apart: roots first
+        f = math.sqrt(ratio) if ratio < math.inf else math.sqrt(self.high) / math.sqrt(self.low)
+        return f - 1.0 if f < math.inf else None
 
     def excludes(self, value: float = 1.0) -> bool:
         """True iff there is an interval and ``value`` lies outside ``[low, high]``.
@@ -141,6 +148,10 @@ def paired_ratio_interval(
         estimate = exp(m),  low = exp(m - t * s / sqrt(n)),  high = exp(m + t * s / sqrt(n))
 
     With fewer than two pairs there is an estimate (or none with no pair) but no interval.
+    Nor is there one when a bound is beyond a float's range (``m +- t * s / sqrt(n)`` past
+    ``+-log(sys.float_info.max)``, about 709.8: ratios orders of magnitude apart at few pairs
+    and a high confidence, e.g. two pairs at 99 % whose ratios differ by a factor 1e10),
+    rather than an infinite or zero bound (or math.exp's OverflowError).
     When all log ratios are equal (zero spread) the interval collapses to the estimate,
     ``low == high == estimate``.
     """
@@ -168,6 +179,8 @@ def paired_ratio_interval(
     mean = math.fsum(logs) / n
     sd = math.sqrt(math.fsum((d - mean) ** 2 for d in logs) / (n - 1))
     margin = _t_quantile(confidence, n - 1) * sd / math.sqrt(n)
+    if mean - margin < -_LOG_MAX or mean + margin > _LOG_MAX:
+        return RatioInterval(math.exp(mean), None, None, n, confidence, METHOD)
     return RatioInterval(math.exp(mean), math.exp(mean - margin), math.exp(mean + margin), n, confidence, METHOD)
 
 

@@ -32,5 +32,8 @@ def parse_stack_name(name: str) -> ParsedName | None:
     m = _NAME.match(name.rsplit("/", 1)[-1])
     if not m:
         return None
-    created = _dt.datetime.strptime(m["stamp"], _STAMP_FORMAT).replace(tzinfo=_dt.timezone.utc)
+    try:
+        created = _dt.datetime.strptime(m["stamp"], _STAMP_FORMAT).replace(tzinfo=_dt.timezone.utc)
+    except ValueError:  # the shape of a stamp but no date (month 13, 25:00): not a name stack_name makes
+        return None
     return ParsedName(m["variant"], created)

@@ -64,7 +64,7 @@ def parse_raw(stdout: str) -> dict[str, Any]:
     start = text.find("{")
     try:
         raw = json.loads(text[start:]) if start >= 0 else None
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, an integer of over 4300 digits, nesting too deep
         raise RawOutputError(f"the benchmark command's output is not JSON ({exc}): {text[:200]!r}") from exc
     if not isinstance(raw, dict) or raw.get("format") != RAW_FORMAT:
         raise RawOutputError(f"the benchmark command's output is not a {RAW_FORMAT} document")
