@@ -45,7 +45,7 @@ STATIC = [
     ({"instanceType": "c6i 8xlarge"}, "instanceType", ["<family>.<size>"]),
     ({"kubernetesVersion": "1.99"}, "kubernetesVersion", ["1.24 to 1.37", "pkgs.k8s.io"]),
     ({"kubernetesVersion": "1.23"}, "kubernetesVersion", ["1.24 to 1.37"]),
-    ({"kubernetesVersion": "2.0"}, "kubernetesVersion", ["1.24 to 1.37"]),
+    ({"kubernetesVersion": "2.0"}, "kubernetesVersion", ["1.24 to 1.37", "(major.minor, e.g. 1.33)"]),
     ({"vpcCidr": "10.20.0.0/28"}, "vpcCidr", ["/16 to /23", "node subnet"]),
     ({"vpcCidr": "10.20.0.0/24"}, "vpcCidr", ["/16 to /23"]),
     ({"vpcCidr": "10.20.0.0/29"}, "vpcCidr", ["AWS accepts VPC CIDRs from /16 to /28", "/16 to /23"]),
@@ -119,6 +119,27 @@ def test_the_region_list_is_botocore_s_commercial_partition():
     data = json.loads((Path(botocore.__file__).parent / "data" / "endpoints.json").read_text())
     (aws,) = [p for p in data["partitions"] if p["partition"] == "aws"]
     assert set(aws["regions"]) == config.AWS_REGIONS
+
+
+# The regions of AWS's commercial partition, written out: the "regions" of partition "aws" in
+# botocore 1.44.8, botocore/data/endpoints.json (34 regions; the test above keeps the installed
+# botocore's list equal to the module's, this one the module's equal to the list as it was read).
+AWS_COMMERCIAL_REGIONS = {
+    "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
+    "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4",
+    "ap-southeast-5", "ap-southeast-6", "ap-southeast-7", "ca-central-1", "ca-west-1", "eu-central-1",
+    "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3",
+    "il-central-1", "me-central-1", "me-south-1", "mx-central-1", "sa-east-1", "us-east-1", "us-east-2",
+    "us-west-1", "us-west-2",
+}
+
+
+def test_the_region_list_is_the_commercial_partition_written_out():
+    assert len(AWS_COMMERCIAL_REGIONS) == 34
+    assert config.AWS_REGIONS == AWS_COMMERCIAL_REGIONS
+    # each one is a region the parser takes (with its zone a)
+    for region in sorted(AWS_COMMERCIAL_REGIONS):
+        assert parse_config({**GOOD, "region": region}).az == f"{region}a"
 
 
 def test_kubernetes_versions_come_from_one_place():
@@ -272,6 +293,31 @@ def test_attack_rows_are_refused_with_the_key(overrides, key, needles):
         assert needle in msg, (needle, msg)
 
 
+# The tag keys cnibench sets itself (an extraTags entry with one of them would be overridden), the
+# README's "cnibench's own 6" ("Variants and stacks"): "Every resource carries `cnibench:stack`,
+# `cnibench:variant` and `cnibench:expires-at` tags" ("The cloud path (AWS)"), plus the nodes' role
+# (cnibench:role), the mark of the benchmark node that also runs the control plane
+# (cnibench:control-plane, controlPlaneOnBenchmarkNode) and the AWS console's Name.
+PROJECT_TAG_KEYS = {"cnibench:stack", "cnibench:variant", "cnibench:expires-at", "cnibench:role",
+                    "cnibench:control-plane", "Name"}
+
+
+@pytest.mark.parametrize("tag_key", sorted(PROJECT_TAG_KEYS))
+def test_an_extra_tag_with_a_project_key_is_refused_listing_every_project_key(tag_key):
+    (msg,) = [p for p in problems(extraTags=[f"{tag_key}=mine"]) if p.startswith("cnibench:extraTags:")]
+    assert f"{tag_key}=mine" in msg and f"cnibench sets the tag {tag_key!r} itself" in msg
+    listed = msg.split("choose a key other than ", 1)[1]
+    assert set(listed.split(", ")) == PROJECT_TAG_KEYS, msg
+
+
+def test_a_tag_with_several_bad_characters_names_each_of_them_once():
+    # ! and # are outside AWS's tag characters (letters, digits, spaces and + - = . _ : / @; EC2
+    # User Guide, tag restrictions); the message lists the bad ones, sorted, each once
+    msg = one_problem(extraTags=["team=a#b!c#"])
+    assert msg == ("cnibench:extraTags: 'team=a#b!c#': the tag value holds '!#'; AWS tags (IAM's included) "
+                   "allow letters, digits, spaces and + - = . _ : / @ only")
+
+
 def test_a_plan_over_the_timeout_names_the_load_levels():
     cfg = parse_config({**GOOD, "benchmarkLoadLevels": list(range(1, 101))})
     (msg,) = preflight.plan_problems(cfg)
@@ -391,6 +437,23 @@ def test_underlay_mtu_ends_are_accepted(mtu):
 def test_underlay_mtu_just_outside_is_refused_naming_key_and_value(mtu):
     msg = refusal("underlayMtu", **NO_ENCAP, underlayMtu=mtu)
     assert msg == f"cnibench:underlayMtu: {mtu} must be between 1280 and 9001"
+
+
+def test_an_underlay_mtu_too_small_for_the_encapsulation_is_a_problem_not_an_exception(monkeypatch):
+    """No catalog variant adds enough (at most 80 bytes) for 1280 to leave under 576 for pods, so a
+    variant that adds 800 bytes is put in the catalog here: the check reports it with the rest."""
+    import dataclasses
+
+    from cnibench import variants
+
+    fat = dataclasses.replace(variants.CATALOG["flannel-vxlan"], name="fat-tunnel", encap_overhead=800)
+    catalog = {**variants.CATALOG, "fat-tunnel": fat}
+    monkeypatch.setattr(variants, "CATALOG", catalog)
+    monkeypatch.setattr(config, "CATALOG", catalog)
+    # 576: the smallest pod MTU the catalog allows (the IPv4 minimum datagram, RFC 791)
+    msg = refusal("underlayMtu", variant="fat-tunnel", underlayMtu=MTU_LOWEST)
+    assert msg == ("cnibench:underlayMtu: fat-tunnel: underlay MTU 1280 leaves 480 bytes for pods after 800 bytes "
+                   "of encapsulation (minimum 576)")
 
 
 def test_underlay_mtu_lowest_leaves_room_for_an_encapsulating_variant():

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
 from cnibench.variants import (
     CATALOG,
+    IamScope,
     InstallMethod,
     PortRule,
     Underlay,
@@ -270,3 +272,73 @@ def test_pod_addressing_follows_underlay_and_encapsulation():
     }
     for name, addressing in got.items():
         assert (addressing is PodAddressing.ENCAPSULATED) == (ENCAP_OVERHEAD[name] > 0), name
+
+
+# The prefix cilium gives every endpoint's host-side interface: cilium/cilium
+# pkg/datapath/connector, HostInterfacePrefix = "lxc" (Endpoint2IfName names it lxc<hash>). The
+# program's kube-proxy local-traffic detection by interface (detectLocalMode InterfaceNamePrefix,
+# cnibench/program/cluster.py) relies on it for cilium-eni's VPC-addressed pods.
+CILIUM_HOST_INTERFACE_PREFIX = "lxc"
+CILIUM_VARIANTS = {"cilium-vxlan", "cilium-geneve", "cilium-native", "cilium-native-kpr", "cilium-eni"}
+
+
+def test_cilium_variants_name_the_host_side_interface_prefix():
+    assert {n for n, v in CATALOG.items() if v.cni == "cilium"} == CILIUM_VARIANTS
+    assert {n: CATALOG[n].pod_host_interface_prefix for n in CILIUM_VARIANTS} == dict.fromkeys(
+        CILIUM_VARIANTS, CILIUM_HOST_INTERFACE_PREFIX)
+
+
+# The tunnel each encapsulating variant's summary must name, from its datapath setting: flannel
+# Documentation/backends.md @ v0.28.9 backend types vxlan, ipip, wireguard; kube-router
+# docs/user-guide.md @ v2.11.1 --overlay-encap=ipip (IP-in-IP); cilium chart 1.18.12 values.yaml
+# tunnelProtocol vxlan / geneve.
+SUMMARY_TUNNEL = {
+    "flannel-vxlan": "VXLAN", "flannel-ipip": "IP-in-IP", "flannel-wireguard": "WireGuard",
+    "kube-router-overlay": "IP-in-IP", "cilium-vxlan": "VXLAN", "cilium-geneve": "Geneve",
+}
+# The UDP port the flannel summaries state (flannel Documentation/backends.md: vxlan "Port ...
+# Defaults to 8472"; wireguard "ListenPort ... Defaults to 51820").
+SUMMARY_PORT = {"flannel-vxlan": "udp 8472", "flannel-wireguard": "udp 51820"}
+
+
+def test_every_variant_has_a_summary_that_names_its_tunnel_and_ports():
+    # the tunnels are exactly the encapsulating variants of the overhead table
+    assert set(SUMMARY_TUNNEL) == {n for n, o in ENCAP_OVERHEAD.items() if o > 0}
+    for name, v in CATALOG.items():
+        assert v.summary.strip(), name
+        if name in SUMMARY_TUNNEL:
+            assert SUMMARY_TUNNEL[name] in v.summary, (name, v.summary)
+        if name in SUMMARY_PORT:
+            assert SUMMARY_PORT[name] in v.summary, (name, v.summary)
+        # a port a summary names is one the variant's nodes must admit
+        for port in re.findall(r"udp (\d+)", v.summary):
+            assert f"udp/{port}" in {p.label for p in v.ports}, (name, v.summary)
+        # the variants that replace kube-proxy say so, and only they
+        assert ("kube-proxy" in v.summary) == (name in REPLACES_KUBE_PROXY), (name, v.summary)
+    assert len({v.summary for v in CATALOG.values()}) == len(CATALOG)  # one description each
+
+
+# Ubuntu 24.04 LTS, the nodes' image (cnibench/config.py: the latest Ubuntu 24.04 AMI), ships Linux
+# 6.8 (Ubuntu 24.04 LTS release notes, "Linux kernel"), a release in Canonical's form.
+UBUNTU_2404_KERNEL = "6.8.0-1016-aws"
+
+
+@pytest.mark.parametrize("name", sorted(DESIGN_VARIANTS))
+def test_kernel_check_accepts_the_minimum_and_newer_and_refuses_older(name):
+    v = CATALOG[name]
+    major, minor = MIN_KERNELS[name]
+    assert v.kernel_ok(f"{major}.{minor}.0") and v.kernel_ok((major, minor))
+    assert v.kernel_ok(f"{major}.{minor + 1}.0-1-generic") and v.kernel_ok(f"{major + 1}.0.0")
+    assert v.kernel_ok(UBUNTU_2404_KERNEL)
+    older = (major, minor - 1) if minor else (major - 1, 99)
+    assert not v.kernel_ok(older) and not v.kernel_ok(f"{older[0]}.{older[1]}.0")
+
+
+def test_iam_scopes_outside_iam_actions_are_refused_naming_each_action():
+    base = CATALOG["flannel-aws-vpc"]
+    with pytest.raises(ValueError) as err:
+        dataclasses.replace(base, iam_actions=("ec2:DescribeInstances",),
+                            iam_scopes={"ec2:DeleteRoute": IamScope.ROUTE_TABLE, "ec2:CreateRoute": IamScope.ROUTE_TABLE})
+    # every stray action, sorted, separated as a list
+    assert str(err.value) == ("flannel-aws-vpc: iam_scopes names actions outside iam_actions: "
+                              "ec2:CreateRoute, ec2:DeleteRoute")
