@@ -1,0 +1,726 @@
+#!/usr/bin/env python3
+"""Mutation score of the test suite on cnibench's logic (a benchmark, not a test; issue 18).
+
+It applies a seeded sample of mutants to each named group of modules, runs for each mutant
+only the tests that cover the mutated lines, and prints per group how many the suite killed,
+with a 95 % Wilson interval of the score.
+
+The mutants are cosmic-ray's (https://github.com/sixty-north/cosmic-ray, its core operators:
+binary, comparison and unary operators, True/False, and/or, not, numbers +1/-1, exception
+types, decorators, zero-iteration loops) plus two written here on cosmic-ray's Operator base,
+because cosmic-ray leaves module-level fact tables alone otherwise:
+  - EmptyString: a string literal (never a docstring, never an f-string) becomes "" ("XX"
+    when it was empty), so a wrong or missing port name, IAM action, chart key or message
+    is a mutant;
+  - DropElement: one element of a list, tuple, set or dict display is removed, so a missing
+    port, action or table row is a mutant.
+Annotations are not mutated (the modules use `from __future__ import annotations`, so a
+mutated annotation is never evaluated: an equivalent mutant by construction).
+
+Test selection by coverage: one coverage.py run of the non-lab suite with the dynamic
+context `test_function` records which test ran each line. A mutant in a function runs the
+tests that ran its lines; a mutant at module level (a table, a constant, executed at import,
+when no test is running) runs every test that ran any line of the module, plus every test
+file that imports the module by name. The tests run in a copy of the tree (the working tree,
+uncommitted changes included), with PYTHONPATH set to the copy so that subprocesses (the
+CLI tests) run the mutant too. A mutant is killed when the selected tests fail, error or
+time out; it survives when they pass; "no tests" when no test covers its lines (it counts as
+a survivor).
+
+Equivalent mutants are listed, with the reason, in scripts/mutation-equivalent.yaml (keyed
+by file, the original lines and the mutated lines, so the list survives line moves); the
+score is killed / (mutants - equivalent).
+
+Usage:
+  .venv/bin/pip install -r requirements-mutation.txt      # cosmic-ray and coverage, once
+  .venv/bin/python scripts/mutation-score.py [--group NAME ...] [--sample N] [--seed S]
+      [--jobs N] [--out DIR] [--reuse-coverage]
+The coverage run takes a few minutes; each mutant a few seconds. --out (default
+results/mutation) receives mutation.json (every mutant, its tests' outcome, its diff) and
+coverage data reusable with --reuse-coverage while the tree is unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import difflib
+import functools
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The groups issue 18 names, and the modules in each.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "catalog": ("cnibench/variants.py",),
+    "config": ("cnibench/config.py",),
+    "policy-rules": (
+        "cnibench/policy_rules/model.py",
+        "cnibench/policy_rules/network.py",
+        "cnibench/policy_rules/security.py",
+        "cnibench/policy_rules/cluster.py",
+    ),
+    "network-node-rules": ("cnibench/program/network.py", "cnibench/program/nodes.py"),
+    "results-parsers": ("cnibench/results.py", "cnibench/parsers.py"),
+    "knb": ("cnibench/knb.py",),
+    "comparison-report": (
+        "cnibench/report/comparison.py",
+        "cnibench/report/checks.py",
+        "cnibench/report/single.py",
+    ),
+}
+
+# Tests left out of the coverage run and of every selection: they need root and build real
+# lab topologies, or run the whole toolchain for minutes; none of them is the test of a fact
+# in these modules (each of those modules has its own unit and mocks tests).
+COVERAGE_PYTEST_ARGS = ("-m", "not lab", "-p", "no:randomly", "-p", "no:cacheprovider", "-q", "-x")
+SLOW_TESTS = (
+    "tests/test_packaging.py",  # builds and installs the wheel in fresh venvs
+    "tests/test_benchmark.py::test_bench_sh_runs_the_suite_end_to_end_with_a_stand_in_kubectl",
+    "tests/test_cni_scripts.py::test_gate_deletes_its_namespace_when_it_is_stopped",
+)
+
+# a mutant's tests may take this many times as long as in the coverage run (which is slower than a
+# plain run), plus the start of pytest, before the mutant counts as killed by a timeout
+MUTANT_TIMEOUT_FACTOR = 3.0
+MUTANT_TIMEOUT_START_S = 30.0
+BASELINE_TIMES: dict[str, float] = {}
+
+
+def _need(module: str) -> None:
+    try:
+        __import__(module)
+    except ImportError:
+        sys.exit(f"mutation-score: the module {module!r} is missing; install the mutation tools with\n"
+                 f"  {sys.executable} -m pip install -r {ROOT / 'requirements-mutation.txt'}")
+
+
+_need("cosmic_ray")
+_need("coverage")
+
+import parso  # noqa: E402  (cosmic-ray's parser; installed with it)
+import parso.python.tree as pt  # noqa: E402
+import yaml  # noqa: E402
+from cosmic_ray.ast import ast_nodes, get_ast  # noqa: E402
+from cosmic_ray.mutating import mutate_code  # noqa: E402
+from cosmic_ray.operators.operator import Example, Operator  # noqa: E402
+from cosmic_ray.operators.provider import OperatorProvider  # noqa: E402
+
+# --- the two operators cosmic-ray lacks --------------------------------------------------
+
+def _is_bare_string_statement(node: parso.tree.NodeOrLeaf) -> bool:
+    """A docstring or a string used as a comment: a statement that is only a string."""
+    parent = node.parent
+    while parent is not None and parent.type == "atom":  # implicit concatenation
+        node, parent = parent, parent.parent
+    return parent is not None and parent.type == "simple_stmt" and parent.children[0] is node
+
+
+class EmptyString(Operator):
+    """A string literal's content becomes empty ("XX" when it was empty)."""
+
+    def mutation_positions(self, node):
+        if node.type == "string" and not _is_bare_string_statement(node):
+            yield (node.start_pos, node.end_pos)
+
+    def mutate(self, node, index):
+        text = node.value
+        prefix_len = len(text) - len(text.lstrip("rRbBuU"))
+        prefix, body = text[:prefix_len], text[prefix_len:]
+        quote = body[:3] if body[:3] in ('"""', "'''") else body[0]
+        content = body[len(quote):-len(quote)]
+        node.value = f"{prefix}{quote}{'' if content else 'XX'}{quote}"
+        return node
+
+    @classmethod
+    def examples(cls):
+        return (Example("x = 'ab'", "x = ''"), Example("x = ''", "x = 'XX'"))
+
+
+def _groups_of(inner: parso.tree.BaseNode) -> list[list[parso.tree.NodeOrLeaf]]:
+    groups: list[list[parso.tree.NodeOrLeaf]] = [[]]
+    for child in inner.children:
+        if child.type == "operator" and child.value == ",":
+            groups.append([])
+        else:
+            groups[-1].append(child)
+    return [g for g in groups if g]
+
+
+def _droppable(node: parso.tree.NodeOrLeaf) -> list[list[parso.tree.NodeOrLeaf]]:
+    if node.type != "atom" or len(node.children) != 3:
+        return []
+    opening, inner, _ = node.children
+    if opening.type != "operator" or opening.value not in "([{":
+        return []
+    if inner.type not in ("testlist_comp", "dictorsetmaker"):
+        return []
+    if any(c.type in ("sync_comp_for", "comp_for") for c in inner.children):
+        return []
+    groups = _groups_of(inner)
+    return groups if len(groups) >= 2 else []
+
+
+class DropElement(Operator):
+    """One element of a list, tuple, set or dict display is removed."""
+
+    def mutation_positions(self, node):
+        for group in _droppable(node):
+            yield (group[0].start_pos, group[-1].end_pos)
+
+    def mutate(self, node, index):
+        groups = _droppable(node)
+        inner = node.children[1]
+        dropped = groups[index]
+        kept: list[parso.tree.NodeOrLeaf] = []
+        for i, group in enumerate(groups):
+            if i == index:
+                continue
+            if kept:
+                kept.append(pt.Operator(",", (0, 0)))
+            kept.extend(group)
+        if dropped is groups[0] and kept:
+            kept[0].get_first_leaf().prefix = dropped[0].get_first_leaf().prefix
+        inner.children = kept
+        for child in kept:
+            child.parent = inner
+        return node
+
+    @classmethod
+    def examples(cls):
+        return (Example("x = [1, 2]", "x = [2]"), Example("x = [1, 2]", "x = [1]", occurrence=1))
+
+
+# --- mutants ----------------------------------------------------------------------------
+
+SKIPPED_CORE = {"VariableReplacer", "VariableInserter"}  # they take arguments
+
+
+def operators() -> dict[str, Operator]:
+    ops: dict[str, Operator] = {}
+    provider = OperatorProvider()
+    for name in provider:
+        if name not in SKIPPED_CORE:
+            ops[f"core/{name}"] = provider[name]()
+    ops["cnibench/EmptyString"] = EmptyString()
+    ops["cnibench/DropElement"] = DropElement()
+    return ops
+
+
+def _in_annotation(node: parso.tree.NodeOrLeaf) -> bool:
+    child, parent = node, node.parent
+    while parent is not None:
+        if parent.type == "tfpdef" and child is parent.children[-1]:
+            return True
+        if parent.type == "annassign" and child is parent.children[1]:
+            return True
+        if parent.type == "funcdef":
+            kids = parent.children
+            arrow = next((i for i, k in enumerate(kids) if k.type == "operator" and k.value == "->"), None)
+            if arrow is not None and child is kids[arrow + 1]:
+                return True
+            return False
+        child, parent = parent, parent.parent
+    return False
+
+
+def _statement_line(node: parso.tree.NodeOrLeaf) -> int:
+    """The first line of the statement holding ``node``: coverage.py records a statement that
+    spans lines on its first line only."""
+    parent = node
+    while parent is not None:
+        if parent.type in ("simple_stmt", "decorator") or parent.type.endswith("_stmt") or parent.type in (
+                "funcdef", "classdef"):
+            return parent.start_pos[0]
+        parent = parent.parent
+    return node.start_pos[0]
+
+
+def _scope(node: parso.tree.NodeOrLeaf) -> str:
+    """The qualified name of the function or class holding ``node`` ("" at module level)."""
+    names = []
+    parent = node.parent
+    while parent is not None:
+        if parent.type in ("funcdef", "classdef"):
+            names.append(parent.name.value)
+        parent = parent.parent
+    return ".".join(reversed(names))
+
+
+def _module_level(node: parso.tree.NodeOrLeaf) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if parent.type in ("funcdef", "lambdef"):
+            return False
+        parent = parent.parent
+    return True
+
+
+@dataclass
+class Mutant:
+    path: str
+    operator: str
+    occurrence: int
+    line: int
+    end_line: int
+    module_level: bool
+    stmt_line: int
+    scope: str
+    removed: list[str]
+    added: list[str]
+    diff: str
+    outcome: str = "pending"          # killed | survived | no-tests | equivalent | timeout | error
+    tests: int = 0
+    seconds: float = 0.0
+    detail: str = ""
+    equivalent_reason: str = ""
+
+    @property
+    def key(self) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        return (self.path, tuple(self.removed), tuple(self.added))
+
+
+def enumerate_mutants(path: str, ops: dict[str, Operator]) -> list[Mutant]:
+    source = (ROOT / path).read_text(encoding="utf-8")
+    tree = get_ast(source)
+    counts = dict.fromkeys(ops, 0)
+    mutants: list[Mutant] = []
+    for node in ast_nodes(tree):
+        for name, op in ops.items():
+            for (start, end) in op.mutation_positions(node):
+                occurrence = counts[name]
+                counts[name] += 1
+                if _in_annotation(node):
+                    continue
+                mutants.append(Mutant(path, name, occurrence, start[0], end[0], _module_level(node),
+                                      _statement_line(node), _scope(node), [], [], ""))
+    return mutants
+
+
+def materialise(m: Mutant, source: str, ops: dict[str, Operator]) -> str | None:
+    try:
+        mutated = mutate_code(source, ops[m.operator], m.occurrence)
+    except (AttributeError, TypeError, ValueError, AssertionError):
+        # an operator that cannot handle the node (ExceptionReplacer on a tuple of dotted names)
+        return None
+    if mutated is None or mutated == source:
+        return None
+    try:
+        compile(mutated, m.path, "exec")
+    except SyntaxError:
+        return None
+    before, after = source.splitlines(), mutated.splitlines()
+    diff = list(difflib.unified_diff(before, after, f"a/{m.path}", f"b/{m.path}", lineterm="", n=1))
+    m.removed = [ln[1:].strip() for ln in diff if ln.startswith("-") and not ln.startswith("---")]
+    m.added = [ln[1:].strip() for ln in diff if ln.startswith("+") and not ln.startswith("+++")]
+    m.diff = "\n".join(diff)
+    if "CosmicRayTestingException" in mutated and "CosmicRayTestingException" not in source:
+        # ExceptionReplacer's stand-in exception, which cosmic-ray's own worker defines: defined
+        # at the end (no line moves), else evaluating the except clause raises NameError, a kill
+        # the mutation did not earn
+        mutated += "\n\nclass CosmicRayTestingException(Exception):\n    pass\n"
+    return mutated
+
+
+# --- the copy of the tree and the coverage map -------------------------------------------
+
+def copy_tree(dest: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, check=True, capture_output=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if not src.is_file():
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, target)
+    (dest / ".venv").symlink_to(ROOT / ".venv")
+
+
+def tree_digest() -> str:
+    h = hashlib.sha256()
+    for group in GROUPS.values():
+        for path in group:
+            h.update((ROOT / path).read_bytes())
+    for test in sorted((ROOT / "tests").rglob("*.py")):
+        h.update(test.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _env(copy: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(copy) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def _context_to_nodeid(context: str) -> str | None:
+    """pytest-cov's context "tests/test_x.py::test_y[param]|run" -> "tests/test_x.py::test_y"
+    (a selected test runs with all its parameters)."""
+    nodeid = context.split("|", 1)[0].split("[", 1)[0]
+    return nodeid if nodeid.startswith("tests/") and "::" in nodeid else None
+
+
+def coverage_map(copy: Path, out: Path, reuse: bool) -> dict[str, dict[int, set[str]]]:
+    data_file = out / "coverage.sqlite"
+    stamp = out / "coverage.stamp"
+    digest = tree_digest()
+    if reuse and data_file.exists() and stamp.exists() and stamp.read_text() != digest:
+        # the selection only decides which tests run: a stale one can miss a newer test (the
+        # mutant then counts as surviving), never credit a test with a kill it did not make
+        print("coverage: the tree changed since the coverage run; reusing it anyway (--reuse-coverage): "
+              "tests added since then are not selected", file=sys.stderr)
+    if not (reuse and data_file.exists() and stamp.exists()):
+        rc = out / "coverage.rc"
+        rc.write_text(f"[run]\ndata_file = {data_file}\n")
+        data_file.unlink(missing_ok=True)
+        print("coverage: running the non-lab suite once under coverage (about 7 minutes) ...", file=sys.stderr)
+        t0 = time.monotonic()
+        junit = out / "coverage-junit.xml"
+        # pytest-cov's per-test contexts are the tests' node ids (coverage's own test_function
+        # context loses property tests to hypothesis's internal ConjectureRunner.test_function)
+        cmd = [sys.executable, "-m", "pytest", f"--cov={copy / 'cnibench'}", f"--cov-config={rc}",
+               "--cov-context=test", "--cov-report=",
+               *[a for a in COVERAGE_PYTEST_ARGS if a != "-x"], f"--junitxml={junit}",
+               *[f"--deselect={t}" for t in SLOW_TESTS if "::" in t],
+               *[f"--ignore={t}" for t in SLOW_TESTS if "::" not in t], "tests"]
+        proc = subprocess.run(cmd, cwd=copy, env=_env(copy), capture_output=True, text=True)
+        tail = proc.stdout.strip().splitlines()[-1:] or [""]
+        print(f"coverage: done in {time.monotonic() - t0:.0f} s: {tail[0]}", file=sys.stderr)
+        if proc.returncode not in (0, 1):
+            sys.exit(f"mutation-score: the coverage run did not run the suite (exit {proc.returncode}):\n"
+                     f"{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+        (out / "baseline-failures.txt").write_text("\n".join(sorted(_junit_failures(junit))))
+        stamp.write_text(digest)
+    import coverage
+    data = coverage.CoverageData(basename=str(data_file))
+    data.read()
+    result: dict[str, dict[int, set[str]]] = {}
+    for measured in data.measured_files():
+        if "/cnibench/" not in measured:
+            continue
+        rel = "cnibench/" + measured.rsplit("/cnibench/", 1)[1]  # the copy of an earlier run has gone
+        lines: dict[int, set[str]] = {}
+        for lineno, contexts in (data.contexts_by_lineno(measured) or {}).items():
+            # an empty set: the line ran, but only while no test ran (at import: a table, or a
+            # function that builds one); select() treats it as module level
+            lines[lineno] = {n for c in contexts if c and (n := _context_to_nodeid(c))}
+        result[rel] = lines
+    return result
+
+
+@functools.cache
+def _junit_failures(junit: Path) -> set[str]:
+    """The tests that fail without any mutant: left out of every selection (a mutant cannot be
+    said to be killed by a test that fails anyway)."""
+    import xml.etree.ElementTree as ET
+
+    failed = set()
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        if case.find("failure") is not None or case.find("error") is not None:
+            cls, name = case.get("classname", ""), case.get("name", "")
+            parts = cls.split(".")
+            nodeid = "/".join(parts[:2]) + ".py::" + "::".join([*parts[2:], name.split("[")[0]])
+            if nodeid:
+                failed.add(nodeid)
+    return failed
+
+
+def _junit_times(junit: Path) -> dict[str, float]:
+    """Seconds per test (all its parameters) and per test file, in the coverage run."""
+    import xml.etree.ElementTree as ET
+
+    times: dict[str, float] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        parts = case.get("classname", "").split(".")
+        test_file = "/".join(parts[:2]) + ".py"
+        nodeid = test_file + "::" + "::".join([*parts[2:], case.get("name", "").split("[")[0]])
+        seconds = float(case.get("time") or 0.0)
+        times[nodeid] = times.get(nodeid, 0.0) + seconds
+        times[test_file] = times.get(test_file, 0.0) + seconds
+    return times
+
+
+def baseline_failures(out: Path) -> set[str]:
+    path = out / "baseline-failures.txt"
+    return set(filter(None, path.read_text().splitlines())) if path.exists() else set()
+
+
+@functools.cache
+def importers(path: str) -> frozenset[str]:
+    module = path[:-3].replace("/", ".")
+    names = {module, module.rsplit(".", 1)[0] + " import " + module.rsplit(".", 1)[1]}
+    found = set()
+    for test in sorted((ROOT / "tests").glob("test_*.py")):
+        text = test.read_text(encoding="utf-8")
+        if any(n in text for n in names):
+            found.add(str(test.relative_to(ROOT)))
+    return frozenset(found)
+
+
+def select(m: Mutant, cov: dict[str, dict[int, set[str]]], broken: frozenset[str] = frozenset()) -> set[str]:
+    lines = cov.get(m.path, {})
+    span = range(min(m.stmt_line, m.line), m.end_line + 1)
+    chosen: set[str] = set()
+    for ln in span:
+        chosen |= lines.get(ln, set())
+    at_import_only = not chosen and any(ln in lines for ln in span)
+    if not (m.module_level or at_import_only):
+        return chosen - broken
+    chosen = set().union(*lines.values()) if lines else set()
+    files = importers(m.path)
+    picked = {t for t in chosen if t.split("::")[0] not in files} | set(files)
+    # a whole file stays selected when one of its tests fails anyway: those tests are deselected
+    return picked - broken
+
+
+# --- running -----------------------------------------------------------------------------
+
+def _order(tests: set[str], path: str) -> list[str]:
+    """The test file named after the module first, so that a killed mutant is killed fast."""
+    stem = Path(path).stem
+    return sorted(tests, key=lambda t: (stem not in t.split("::")[0], t))
+
+
+def run_mutant(m: Mutant, mutated: str, copy: Path, tests: set[str], broken: frozenset[str]) -> None:
+    if not tests:
+        m.outcome = "no-tests"
+        return
+    target = copy / m.path
+    original = target.read_text(encoding="utf-8")
+    target.write_text(mutated, encoding="utf-8")
+    t0 = time.monotonic()
+    try:
+        with tempfile.NamedTemporaryFile("w", suffix=".args", dir=copy, delete=False) as fh:
+            fh.write("\n".join(_order(tests, m.path)))
+        cmd = [sys.executable, "-m", "pytest", *COVERAGE_PYTEST_ARGS, "--no-header", "-o", "addopts=",
+               *[f"--deselect={t}" for t in sorted(broken | {t for t in SLOW_TESTS if "::" in t})],
+               *[f"--ignore={t}" for t in SLOW_TESTS if "::" not in t], f"@{fh.name}"]
+        timeout = MUTANT_TIMEOUT_START_S + MUTANT_TIMEOUT_FACTOR * sum(BASELINE_TIMES.get(t, 5.0) for t in tests)
+        try:
+            proc = subprocess.run(cmd, cwd=copy, env=_env(copy), capture_output=True, text=True,
+                                  timeout=timeout, start_new_session=True)
+        except subprocess.TimeoutExpired:
+            m.outcome, m.detail = "timeout", f"over {timeout:.0f} s"
+            return
+        finally:
+            Path(fh.name).unlink(missing_ok=True)
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode == 0:
+            m.outcome = "survived"
+        elif proc.returncode in (1, 2):
+            m.outcome = "killed"
+            failed = [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))]
+            m.detail = (failed[0] if failed else (lines[-1] if lines else ""))[:300]
+        elif proc.returncode == 4 and "while loading conftest" in proc.stderr + proc.stdout:
+            # the mutant breaks the import of cnibench itself: every test would fail
+            m.outcome, m.detail = "killed", "the suite cannot import the mutated module"
+        elif proc.returncode == 5:
+            m.outcome, m.detail = "no-tests", "pytest collected no test"
+        else:
+            m.outcome, m.detail = "error", f"pytest exit {proc.returncode}: {proc.stderr[-300:]}"
+    finally:
+        m.seconds = round(time.monotonic() - t0, 1)
+        target.write_text(original, encoding="utf-8")
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (math.nan, math.nan)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def load_equivalents() -> list[dict]:
+    path = ROOT / "scripts" / "mutation-equivalent.yaml"
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or []) if path.exists() else []
+
+
+def equivalent_reason(m: Mutant, entries: list[dict]) -> str | None:
+    """The reason of the entry for this mutant: the same file, changed lines and mutated lines,
+    and the same function or class when the entry names one (``scope``; an entry without it
+    matches the lines anywhere in the file, as for a decorator repeated on every class)."""
+    for e in entries:
+        if (e["file"], tuple(e["removed"]), tuple(e["added"])) == m.key and e.get("scope", m.scope) == m.scope:
+            return str(e["reason"])
+    return None
+
+
+@dataclass
+class GroupScore:
+    group: str
+    generated: int = 0
+    sampled: int = 0
+    killed: int = 0
+    survived: int = 0
+    no_tests: int = 0
+    equivalent: int = 0
+    errors: int = 0
+    survivors: list[str] = field(default_factory=list)
+
+    @property
+    def scored(self) -> int:
+        return self.killed + self.survived + self.no_tests
+
+    @property
+    def score(self) -> float:
+        return self.killed / self.scored if self.scored else math.nan
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--group", action="append", choices=sorted(GROUPS), help="a group (repeatable; default all)")
+    ap.add_argument("--sample", type=int, default=70, help="mutants per group (seeded sample; 0 = all)")
+    ap.add_argument("--seed", type=int, default=18)
+    ap.add_argument("--jobs", type=int, default=2, help="mutants run at once, each in its own copy of the tree")
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "mutation")
+    ap.add_argument("--reuse-coverage", action="store_true", help="reuse the coverage data while the tree is unchanged")
+    ap.add_argument("--rerun", type=Path, metavar="MUTATION_JSON",
+                    help="an earlier run's mutation.json (same --seed, --sample and modules): its killed mutants "
+                         "stay killed, the others run again (after tests were added)")
+    args = ap.parse_args()
+    if args.sample < 0 or args.jobs < 1:
+        ap.error("--sample must be >= 0 and --jobs >= 1")
+    groups = args.group or list(GROUPS)
+    args.out.mkdir(parents=True, exist_ok=True)
+    ops = operators()
+    equivalents = load_equivalents()
+    rng = random.Random(args.seed)
+
+    work = Path(tempfile.mkdtemp(prefix="cnibench-mutation-"))
+    try:
+        copies = [work / f"copy{i}" for i in range(args.jobs)]
+        for c in copies:
+            copy_tree(c)
+        cov = coverage_map(copies[0], args.out, args.reuse_coverage)
+        broken = frozenset(baseline_failures(args.out))
+        BASELINE_TIMES.update(_junit_times(args.out / "coverage-junit.xml"))
+        if broken:
+            print(f"coverage: {len(broken)} tests fail without a mutant and are left out: "
+                  f"{', '.join(sorted(broken))}", file=sys.stderr)
+
+        plan: list[tuple[str, Mutant, str]] = []
+        scores = {g: GroupScore(g) for g in groups}
+        for g in groups:
+            candidates: list[tuple[Mutant, str]] = []
+            for path in GROUPS[g]:
+                source = (ROOT / path).read_text(encoding="utf-8")
+                for m in enumerate_mutants(path, ops):
+                    candidates.append((m, source))
+            scores[g].generated = len(candidates)
+            # one mutant per site: sites sampled uniformly, then one operator at the site
+            by_site: dict[tuple[str, int, int], list[tuple[Mutant, str]]] = {}
+            for m, src in candidates:
+                by_site.setdefault((m.path, m.line, m.occurrence if m.operator.endswith("DropElement") else -1),
+                                   []).append((m, src))
+            sites = sorted(by_site)
+            rng.shuffle(sites)
+            chosen = 0
+            for site in sites:
+                if args.sample and chosen >= args.sample:
+                    break
+                options = by_site[site]
+                rng.shuffle(options)
+                for m, src in options:
+                    mutated = materialise(m, src, ops)
+                    if mutated is not None:
+                        plan.append((g, m, mutated))
+                        chosen += 1
+                        break
+            scores[g].sampled = chosen
+
+        print(f"mutants: {len(plan)} in {len(groups)} groups, {args.jobs} at once", file=sys.stderr)
+        free = list(copies)
+        lock = threading.Lock()
+        done = [0]
+
+        earlier: dict[tuple, dict] = {}
+        if args.rerun:
+            for rec in json.loads(args.rerun.read_text(encoding="utf-8"))["mutants"]:
+                key = (rec["path"], rec["operator"], rec["occurrence"], tuple(rec["removed"]), tuple(rec["added"]))
+                earlier[key] = rec
+
+        def task(item: tuple[str, Mutant, str]) -> tuple[str, Mutant]:
+            g, m, mutated = item
+            reason = equivalent_reason(m, equivalents)
+            before = earlier.get((m.path, m.operator, m.occurrence, tuple(m.removed), tuple(m.added)))
+            if reason:
+                m.outcome, m.equivalent_reason = "equivalent", reason
+            elif before and before["outcome"] in ("killed", "timeout") and m.operator != "core/ExceptionReplacer":
+                m.outcome, m.detail, m.seconds = before["outcome"], "(earlier run) " + before["detail"], 0.0
+            else:
+                with lock:
+                    copy = free.pop()
+                try:
+                    run_mutant(m, mutated, copy, select(m, cov, broken), broken)
+                finally:
+                    with lock:
+                        free.append(copy)
+            with lock:
+                done[0] += 1
+                print(f"[{done[0]}/{len(plan)}] {g:<20} {m.outcome:<10} {m.path}:{m.line} {m.operator} "
+                      f"({m.tests} tests, {m.seconds} s)", file=sys.stderr, flush=True)
+            return g, m
+
+        for item in plan:
+            item[1].tests = len(select(item[1], cov, broken))
+        results: list[tuple[str, Mutant]] = []
+        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            results = list(pool.map(task, plan))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    for g, m in results:
+        s = scores[g]
+        if m.outcome in ("killed", "timeout"):
+            s.killed += 1
+        elif m.outcome == "survived":
+            s.survived += 1
+            s.survivors.append(f"{m.path}:{m.line} {m.operator}: {' | '.join(m.removed)} -> {' | '.join(m.added)}")
+        elif m.outcome == "no-tests":
+            s.no_tests += 1
+            s.survivors.append(f"{m.path}:{m.line} {m.operator} (no test covers it): {' | '.join(m.removed)}")
+        elif m.outcome == "equivalent":
+            s.equivalent += 1
+        else:
+            s.errors += 1
+
+    report = {"seed": args.seed, "sample": args.sample, "groups": [], "mutants": []}
+    print(f"\n{'group':<20} {'generated':>9} {'sampled':>7} {'equiv':>5} {'killed':>6} {'survived':>8} "
+          f"{'no test':>7} {'error':>5} {'score':>6}  95 % CI")
+    for g in groups:
+        s = scores[g]
+        lo, hi = wilson(s.killed, s.scored)
+        score = f"{100 * s.score:5.1f}%" if s.scored else "   n/a"
+        ci = f"{100 * lo:.0f}-{100 * hi:.0f} %" if s.scored else "n/a"
+        print(f"{g:<20} {s.generated:>9} {s.sampled:>7} {s.equivalent:>5} {s.killed:>6} {s.survived:>8} "
+              f"{s.no_tests:>7} {s.errors:>5} {score:>6}  {ci}")
+        report["groups"].append({**{k: v for k, v in asdict(s).items() if k != "survivors"},
+                                 "score": s.score if s.scored else None, "ci95": [lo, hi] if s.scored else None})
+    for g in groups:
+        if scores[g].survivors:
+            print(f"\nsurvivors, {g}:")
+            for line in scores[g].survivors:
+                print(f"  {line}")
+    report["mutants"] = [{"group": g, **asdict(m)} for g, m in results]
+    (args.out / "mutation.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    print(f"\nevery mutant and its diff: {args.out / 'mutation.json'}", file=sys.stderr)
+    return 1 if any(scores[g].errors for g in groups) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
