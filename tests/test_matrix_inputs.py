@@ -44,7 +44,8 @@ def no_pulumi(tmp_path, monkeypatch):
 
 def matrix(tmp_path, *args: str, out: bool = True):
     argv = ["matrix", *args, *(["--out", str(tmp_path / "out")] if out else [])]
-    res = runner.invoke(app, argv)
+    # wide enough that no path is cut in two (pytest-xdist's tmp paths are longer: popen-gwN)
+    res = runner.invoke(app, argv, env={"COLUMNS": "1000"})
     text = " ".join(re.sub(r"[\u2500-\u257f]", " ", res.stderr).split())  # wrapped lines, Typer's panels
     return res, text
 
