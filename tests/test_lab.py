@@ -22,6 +22,7 @@ from cnibench import results
 from cnibench.errors import ExitCode
 from cnibench.lab import nsutil
 from cnibench.lab.datapaths import DATAPATHS
+from cnibench.suite.definition import BUSY_THRESHOLD
 
 pytestmark = pytest.mark.lab
 
@@ -41,8 +42,18 @@ def new_id() -> str:
     return "t" + secrets.token_hex(3)
 
 
+# The background-load guard is off in the runs that test what the lab builds and measures: the
+# suite runs on two workers, and the other worker is exactly the busy neighbour the guard flags.
+# The guard itself is tested by the busy-machine test below (its own load, the default threshold)
+# and, both ways, in test_benchmark.py (a quiet and a contaminated block of the suite); whether a
+# quiet machine's run stays unflagged is a property of the machine, reported by
+# scripts/lab-stability.py, not a test.
+GUARD_OFF = ("--busy-threshold", "1.0")
+
+
 def lab(run_id: str, out: Path, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "cnibench.cli", "lab", "--run-id", run_id, "--out", str(out), *args]
+    guard = () if "--busy-threshold" in args else GUARD_OFF
+    cmd = [sys.executable, "-m", "cnibench.cli", "lab", "--run-id", run_id, "--out", str(out), *args, *guard]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "COLUMNS": "200", **(env or {})})
 
@@ -176,16 +187,18 @@ def test_each_supported_datapath_yields_throughput(quick_run, name):
 
 
 def test_the_gate_both_ways_in_a_real_run(tmp_path):
-    """A rate the generator reaches (1 % of the host's maximum) passes the gate; ten times the
+    """A rate the generator reaches (5 % of the host's maximum) passes the gate; ten times the
     host's maximum cannot be reached and is recorded as invalid. (The host's maximum itself,
-    once used here, was reached in one run of the full suite: not a rate that must fail.)"""
+    once used here, was reached in one run of the full suite: not a rate that must fail. 1 %
+    for one second, used before, gave 51 observations on a loaded machine, which the gate
+    rightly refuses as too few for a p99.)"""
     run_id = new_id()
-    proc = lab(run_id, tmp_path, "-d", "host", "--quick", "--loads", "0.01,10", "--no-udp", "--no-service",
-               "--no-cpu", "--no-chart")
+    proc = lab(run_id, tmp_path, "-d", "host", "--quick", "--loads", "0.05,10", "--rr-duration", "2", "--no-udp",
+               "--no-service", "--no-cpu", "--no-chart")
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((tmp_path / f"lab-{run_id}.json").read_text())
     tests = {t["name"]: t for t in subject(doc, "host")["tests"]}
-    low, high = tests["latency-tcp-1pct"], tests["latency-tcp-1000pct"]
+    low, high = tests["latency-tcp-5pct"], tests["latency-tcp-1000pct"]
     assert low["status"] == "ok" and low["stats"]["median"] > 0, low["validity"]
     rec = low["repetitions"][0]
     assert rec["details"]["achieved_rate"] >= 0.99 * rec["details"]["target_rate"]
@@ -203,7 +216,7 @@ def test_a_busy_machine_contaminates_the_run_and_withholds_the_ranking(tmp_path)
     try:
         time.sleep(0.5)
         proc = lab(run_id, tmp_path, "-d", "host", "-d", "host-gw", "--quick", "--no-latency", "--no-udp",
-                   "--no-chart")
+                   "--no-chart", "--busy-threshold", str(BUSY_THRESHOLD))  # the default guard
     finally:
         for h in hogs:
             h.kill()

@@ -214,7 +214,10 @@ def test_reused_pid_is_a_dead_owner_and_all_spares_live_runs(tmp_path, state_dir
 def test_dead_owner_with_a_running_up_child_stops_it_first(tmp_path, state_dir):
     now = dt.datetime.now(dt.timezone.utc)
     name = mx.stack_name("cilium-geneve", now, "0003")
-    orphan = subprocess.Popen(["sleep", "60"], start_new_session=True)  # plays the orphaned `pulumi up`
+    # plays the orphaned `pulumi up`; SIGINT at its default, as in a `pulumi up` started from a
+    # terminal (a suite run as a background job of a shell would hand it an ignored SIGINT)
+    orphan = subprocess.Popen(["sleep", "60"], start_new_session=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         OwnerRecord(run_id="r3", path=state_dir / "r3.json", pid=dead_pid(), start=procs.StartTime("none"),
                     host=procs.hostname(), created=now.isoformat(), stacks={name: {"status": "up"}},

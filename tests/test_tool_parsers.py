@@ -339,7 +339,10 @@ http {{
         assert 0 < r.latency_us["p50"] <= r.latency_us["p99"] <= r.latency_us["max"]
         assert r.latency_us["min"] <= r.latency_us["p50"]
         assert r.errors["status"] == 0
-        assert r.latency_samples is not None and r.latency_samples >= r.requests
+        # wrk-report.lua counts the histogram only while that is cheap and writes null otherwise
+        # (a busy machine: thousands of distinct latencies over a wide range); the counted case
+        # is pinned on the captured outputs above
+        assert r.latency_samples is None or r.latency_samples >= r.requests
     finally:
         stop(nginx)
 
