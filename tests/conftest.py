@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from cnibench.mocks import OfflineRun, run_program
@@ -20,6 +22,16 @@ def program():
     return _run
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under two workers (``-n 2 --dist loadgroup``, the README's command) the tests that build
+    real lab topologies run on one worker, one after another: they count namespaces, processes
+    and links of the whole machine before and after (tests/test_lab.py Snapshot), which a lab
+    run of the other worker would disturb."""
+    for item in items:
+        if item.get_closest_marker("lab"):
+            item.add_marker(pytest.mark.xdist_group("lab"))
+
+
 _CACHE: dict[str, OfflineRun] = {}
 
 
@@ -29,6 +41,10 @@ def stack_run():
     (the run is deterministic; tests must not mutate it)."""
 
     def _run(stack: str) -> OfflineRun:
+        if os.environ.get("CNIBENCH_TEST_NO_RUN_CACHE"):
+            # scripts/mutation-score.py's coverage run: a cached run's lines would be credited to
+            # the first test that asked for the stack only
+            return run_program(stack)
         if stack not in _CACHE:
             _CACHE[stack] = run_program(stack)
         return _CACHE[stack]

@@ -609,6 +609,16 @@ def test_a_contaminated_block_is_flagged_and_left_out(tmp_path):
     assert "1 of 4 subject repetitions" in suite_table.format_table(doc)
 
 
+def test_the_guard_threshold_is_the_run_contexts(tmp_path):
+    plan = small_plan()
+    stdout = realistic_stdout(tmp_path, plan, busy={(1, VARIANT): 0.9})
+    doc = build.build_result(stdout, plan, replace(CTX, busy_threshold=0.95))
+    c = doc["extra"]["contamination"]
+    assert (c["contaminated"], c["threshold_busy_fraction"]) == (0, 0.95)
+    assert doc["parameters"]["extra"]["busy_threshold"] == 0.95
+    assert by_name(doc)[(VARIANT, "tcp")]["stats"]["n"] == 2
+
+
 @pytest.mark.parametrize("busy", [0.97, 1.0])
 def test_cpu_is_invalid_when_the_nodes_were_saturated(tmp_path, busy):
     plan = small_plan()
@@ -892,8 +902,11 @@ def test_bench_sh_runs_the_suite_end_to_end_with_a_stand_in_kubectl(tmp_path):
     assert int(runs[f"{VARIANT}/cpu-tcp"]["offered_mbit"]) == max(1, round(calib["max-tcp"] * 0.25 / 1e6))
     assert all(len(runs[f"{VARIANT}/cpu-tcp"]["cpu"][k]) == 2 for k in ("idle", "before", "after"))
 
-    doc = build.build_result(proc.stdout, plan, build.RunContext(variant=VARIANT))
+    # the guard is off (threshold 1.0): its "nodes" are this machine, which the suite's other
+    # worker keeps busy; the guard's verdicts are tested on recorded samples (contaminated block)
+    doc = build.build_result(proc.stdout, plan, build.RunContext(variant=VARIANT, busy_threshold=1.0))
     results.validate(doc)
+    assert doc["parameters"]["extra"]["busy_threshold"] == 1.0 and doc["extra"]["contamination"]["contaminated"] == 0
     tests = by_name(doc)
     assert set(tests) == {(s, t) for s, names in (("host", [d.name for d in plan.host_tests]),
                                                     (VARIANT, [d.name for d in plan.variant_tests])) for t in names}

@@ -377,8 +377,11 @@ def test_gate_refuses_a_bad_skip_list_before_calling_kubectl(gate_env, skips, re
 
 def test_gate_deletes_its_namespace_when_it_is_stopped(gate_env):
     # a hangup while the check pods start (the gate, its kubectl and their children: one group)
+    # SIGHUP back to its default in the child: a suite started under nohup would hand the gate an
+    # ignored SIGHUP, which bash can then neither trap nor reset (bash(1), SIGNALS)
     proc = subprocess.Popen(["bash", str(GATE)], env={**gate_env.env, "PODS_SLEEP": "30"}, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     pid_file = Path(f"{gate_env.log}.pid")
     try:
         for _ in range(200):

@@ -41,6 +41,8 @@ class RunContext:
     client_node: str = ""
     server_node: str = ""
     encap_one_flow: bool = False  # the variant's tunnel is one flow to AWS (catalog)
+    # a block whose nodes were busier than this share of their cores before it is contaminated
+    busy_threshold: float = definition.BUSY_THRESHOLD
 
     @classmethod
     def from_config(cls, cfg: Any, stack: str = "") -> RunContext:
@@ -193,9 +195,9 @@ def _busy_fraction(pair_text: str | None) -> float | None:
     return busy / 100 if busy is not None else None
 
 
-def _guards(raw: Mapping[str, Any]) -> dict[tuple[int, str], tuple[dict[str, Any], bool]]:
+def _guards(raw: Mapping[str, Any], threshold: float) -> dict[tuple[int, str], tuple[dict[str, Any], bool]]:
     """The background-load sample before each (repetition, subject) block and its verdict:
-    contaminated when either node was busier than :data:`definition.BUSY_THRESHOLD`."""
+    contaminated when either node was busier than ``threshold`` (:attr:`RunContext.busy_threshold`)."""
     out: dict[tuple[int, str], tuple[dict[str, Any], bool]] = {}
     for g in raw.get("guards") or []:
         sample: dict[str, Any] = {"seconds": _float(g.get("seconds")), "source": "/proc/stat of both nodes"}
@@ -213,7 +215,7 @@ def _guards(raw: Mapping[str, Any]) -> dict[tuple[int, str], tuple[dict[str, Any
         elif not busy and "error" not in sample:
             sample["error"] = "no /proc/stat sample from the nodes"
         sample["busy_fraction"] = round(max(busy), 4) if busy else None
-        out[(int(g.get("rep") or 0), str(g.get("subject")))] = (sample, definition.contaminated(sample["busy_fraction"]))
+        out[(int(g.get("rep") or 0), str(g.get("subject")))] = (sample, definition.contaminated(sample["busy_fraction"], threshold))
     return out
 
 
@@ -392,7 +394,7 @@ def _new_document(plan: SuitePlan, ctx: RunContext, environment: dict[str, Any],
         "repetitions": {"min": s.repeat_min, "max": s.repeat_max, "target_half_width": s.target_half_width,
                         "done": done, "stopped": "not-adaptive"},
         "extra": {"benchmark_run": plan.run, "benchmark_timeout_s": plan.timeout, "plan_digest": plan.digest(),
-                  "load_levels_percent": list(plan.load_levels), "busy_threshold": definition.BUSY_THRESHOLD,
+                  "load_levels_percent": list(plan.load_levels), "busy_threshold": ctx.busy_threshold,
                   "guard_seconds": definition.GUARD_SECONDS, "path_mtu": PATH_MTU_NOTE, "calibration": {}},
     }
     run_id = f"{ctx.stack or plan.variant}-run-{plan.run}"
@@ -419,8 +421,8 @@ def empty_result(plan: SuitePlan, ctx: RunContext, reason: str, status: str = "n
     return doc
 
 
-def _verdict(n_blocks: int, bad: int, unsampled: int) -> dict[str, Any]:
-    return records.contamination_verdict(n_blocks, bad, unsampled=unsampled, threshold=definition.BUSY_THRESHOLD,
+def _verdict(n_blocks: int, bad: int, unsampled: int, threshold: float) -> dict[str, Any]:
+    return records.contamination_verdict(n_blocks, bad, unsampled=unsampled, threshold=threshold,
                                          where="a node", idle="both nodes were", rerun="rerun (benchmarkRun)")
 
 
@@ -460,7 +462,7 @@ def build_result(stdout: str, plan: SuitePlan, ctx: RunContext | None = None) ->
             errors.append(f"pod {name} was not ready: {_tail(p.get('error'))}")
 
     doc["parameters"]["extra"]["calibration"] = _calibration(raw, plan, errors)
-    guards = _guards(raw)
+    guards = _guards(raw, ctx.busy_threshold)
 
     tools = env["extra"]["tools"]
     tests: dict[str, tuple[dict[str, Any], PlannedTest]] = {}
@@ -530,7 +532,7 @@ def build_result(stdout: str, plan: SuitePlan, ctx: RunContext | None = None) ->
         "pods": {name: {"node": (pods.get(name) or {}).get("node"), "ip": (pods.get(name) or {}).get("ip"),
                         "ready": bool((pods.get(name) or {}).get("ready"))} for name, *_ in PODS},
         "service_ip": raw.get("service_ip"),
-        **_verdict(n_blocks, bad, unsampled),
+        **_verdict(n_blocks, bad, unsampled, ctx.busy_threshold),
     }
     return doc
 
