@@ -12,6 +12,7 @@ import json
 import math
 import re
 import statistics
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -100,10 +101,26 @@ class KnbReport:
 _MAX_TEXT = 1000  # characters of one text field (a CPU model, a node name); knb's are < 100
 
 
+def _too_long_to_print(value: Any) -> bool:
+    """An integer Python refuses to turn into text (more digits than sys.get_int_max_str_digits():
+    4300 by default), which YAML's hex, octal and binary integers can build at any length."""
+    limit = sys.get_int_max_str_digits()
+    return isinstance(value, int) and limit > 0 and value.bit_length() > limit * 3.3
+
+
+def _shown(value: Any) -> str:
+    """``value`` quoted for an error message, cut to 40 characters."""
+    if _too_long_to_print(value):
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)[:40]
+
+
 def _clean(value: Any, where: str = "value") -> str | None:
     """A text field: a string or a number as knb prints it; a list or a mapping is not one."""
     if value is None:
         return None
+    if _too_long_to_print(value):
+        raise ParseError(f"{where}: {_shown(value)}, more than the {_MAX_TEXT} characters a knb field has")
     if isinstance(value, (Mapping, list, tuple, set, bytes)):
         raise ParseError(f"{where}: expected text, got a {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
@@ -132,8 +149,8 @@ def _number(value: Any, where: str = "value", *, high: float = math.inf) -> floa
                 from None
         return None
     if not (math.isfinite(number) and 0 <= number <= high):
-        bound = f"[0, {high:g}]" if math.isfinite(high) else ">= 0"
-        raise ParseError(f"{where}: {value!r} is not a figure knb prints (a finite number {bound})")
+        bound = f"[0, {high:.15g}]" if math.isfinite(high) else ">= 0"  # 67108864, never 6.71089e+07
+        raise ParseError(f"{where}: {_shown(value)} is not a figure knb prints (a finite number {bound})")
     return number
 
 
