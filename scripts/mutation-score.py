@@ -34,7 +34,7 @@ score is killed / (mutants - equivalent).
 Usage:
   .venv/bin/pip install -r requirements-mutation.txt      # cosmic-ray and coverage, once
   .venv/bin/python scripts/mutation-score.py [--group NAME ...] [--sample N] [--seed S]
-      [--jobs N] [--out DIR] [--reuse-coverage]
+      [--jobs N] [--out DIR] [--reuse-coverage] [--rerun DIR/mutation.json]
 The coverage run takes a few minutes; each mutant a few seconds. --out (default
 results/mutation) receives mutation.json (every mutant, its tests' outcome, its diff) and
 coverage data reusable with --reuse-coverage while the tree is unchanged.
@@ -46,12 +46,12 @@ import argparse
 import concurrent.futures
 import difflib
 import functools
-import hashlib
 import json
 import math
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -349,16 +349,6 @@ def copy_tree(dest: Path) -> None:
     (dest / ".venv").symlink_to(ROOT / ".venv")
 
 
-def tree_digest() -> str:
-    h = hashlib.sha256()
-    for group in GROUPS.values():
-        for path in group:
-            h.update((ROOT / path).read_bytes())
-    for test in sorted((ROOT / "tests").rglob("*.py")):
-        h.update(test.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def _env(copy: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(copy) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -373,55 +363,72 @@ def _context_to_nodeid(context: str) -> str | None:
     return nodeid if nodeid.startswith("tests/") and "::" in nodeid else None
 
 
-def coverage_map(copy: Path, out: Path, reuse: bool) -> dict[str, dict[int, set[str]]]:
-    data_file = out / "coverage.sqlite"
-    stamp = out / "coverage.stamp"
-    digest = tree_digest()
-    if reuse and data_file.exists() and stamp.exists() and stamp.read_text() != digest:
-        # the selection only decides which tests run: a stale one can miss a newer test (the
-        # mutant then counts as surviving), never credit a test with a kill it did not make
-        print("coverage: the tree changed since the coverage run; reusing it anyway (--reuse-coverage): "
-              "tests added since then are not selected", file=sys.stderr)
-    if not (reuse and data_file.exists() and stamp.exists()):
-        rc = out / "coverage.rc"
-        rc.write_text(f"[run]\ndata_file = {data_file}\n")
-        data_file.unlink(missing_ok=True)
-        print("coverage: running the non-lab suite once under coverage (about 7 minutes) ...", file=sys.stderr)
-        t0 = time.monotonic()
-        junit = out / "coverage-junit.xml"
-        # pytest-cov's per-test contexts are the tests' node ids (coverage's own test_function
-        # context loses property tests to hypothesis's internal ConjectureRunner.test_function)
-        cmd = [sys.executable, "-m", "pytest", f"--cov={copy / 'cnibench'}", f"--cov-config={rc}",
-               "--cov-context=test", "--cov-report=",
-               *[a for a in COVERAGE_PYTEST_ARGS if a != "-x"], f"--junitxml={junit}",
-               *[f"--deselect={t}" for t in SLOW_TESTS if "::" in t],
-               *[f"--ignore={t}" for t in SLOW_TESTS if "::" not in t], "tests"]
-        proc = subprocess.run(cmd, cwd=copy, env=_env(copy), capture_output=True, text=True)
-        tail = proc.stdout.strip().splitlines()[-1:] or [""]
-        print(f"coverage: done in {time.monotonic() - t0:.0f} s: {tail[0]}", file=sys.stderr)
-        if proc.returncode not in (0, 1):
-            sys.exit(f"mutation-score: the coverage run did not run the suite (exit {proc.returncode}):\n"
-                     f"{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
-        (out / "baseline-failures.txt").write_text("\n".join(sorted(_junit_failures(junit))))
-        stamp.write_text(digest)
+def _coverage_run(copy: Path, out: Path, name: str, targets: list[str]) -> Path:
+    """One pytest-cov run of ``targets`` in the copy, with per-test contexts; its data file."""
+    data_file, junit, rc = out / f"{name}.sqlite", out / f"{name}-junit.xml", out / f"{name}.rc"
+    rc.write_text(f"[run]\ndata_file = {data_file}\n")
+    data_file.unlink(missing_ok=True)
+    t0 = time.monotonic()
+    # pytest-cov's per-test contexts are the tests' node ids (coverage's own test_function
+    # context loses property tests to hypothesis's internal ConjectureRunner.test_function)
+    cmd = [sys.executable, "-m", "pytest", f"--cov={copy / 'cnibench'}", f"--cov-config={rc}",
+           "--cov-context=test", "--cov-report=",
+           *[a for a in COVERAGE_PYTEST_ARGS if a != "-x"], f"--junitxml={junit}",
+           *[f"--deselect={t}" for t in SLOW_TESTS if "::" in t],
+           *[f"--ignore={t}" for t in SLOW_TESTS if "::" not in t], *targets]
+    # tests/conftest.py then runs the program for every test that asks for a stack, instead of
+    # once per stack, so that each test is credited with the lines its run executes
+    env = {**_env(copy), "CNIBENCH_TEST_NO_RUN_CACHE": "1"}
+    proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True)
+    tail = proc.stdout.strip().splitlines()[-1:] or [""]
+    print(f"coverage: {name} done in {time.monotonic() - t0:.0f} s: {tail[0]}", file=sys.stderr)
+    if proc.returncode not in (0, 1):
+        sys.exit(f"mutation-score: the coverage run did not run the suite (exit {proc.returncode}):\n"
+                 f"{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+    return data_file
+
+
+def _read_contexts(data_file: Path, into: dict[str, dict[int, set[str]]]) -> None:
     import coverage
+
     data = coverage.CoverageData(basename=str(data_file))
     data.read()
-    result: dict[str, dict[int, set[str]]] = {}
     for measured in data.measured_files():
         if "/cnibench/" not in measured:
             continue
         rel = "cnibench/" + measured.rsplit("/cnibench/", 1)[1]  # the copy of an earlier run has gone
-        lines: dict[int, set[str]] = {}
+        lines = into.setdefault(rel, {})
         for lineno, contexts in (data.contexts_by_lineno(measured) or {}).items():
             # an empty set: the line ran, but only while no test ran (at import: a table, or a
             # function that builds one); select() treats it as module level
-            lines[lineno] = {n for c in contexts if c and (n := _context_to_nodeid(c))}
-        result[rel] = lines
+            lines.setdefault(lineno, set()).update(n for c in contexts if c and (n := _context_to_nodeid(c)))
+
+
+def coverage_map(copy: Path, out: Path, reuse: bool) -> dict[str, dict[int, set[str]]]:
+    """Which tests ran each line. With ``reuse``, the earlier run's data, and a new run of only
+    the test files changed since (their old contexts replaced)."""
+    data_file = out / "coverage.sqlite"
+    failures = out / "baseline-failures.txt"
+    if not (reuse and data_file.exists()):
+        print("coverage: running the non-lab suite once under coverage (about 7 minutes) ...", file=sys.stderr)
+        _coverage_run(copy, out, "coverage", ["tests"])
+        failures.write_text("\n".join(sorted(_junit_failures(out / "coverage-junit.xml"))))
+    result: dict[str, dict[int, set[str]]] = {}
+    _read_contexts(data_file, result)
+    newer = sorted(newer_test_files(data_file))
+    if newer:
+        print(f"coverage: {len(newer)} test files changed since the coverage data; running them under coverage: "
+              f"{', '.join(newer)}", file=sys.stderr)
+        for lines in result.values():
+            for ids in lines.values():
+                ids.difference_update({t for t in ids if t.split("::")[0] in newer})
+        _read_contexts(_coverage_run(copy, out, "coverage-newer", newer), result)
+        old = set(filter(None, failures.read_text().splitlines())) if failures.exists() else set()
+        failures.write_text("\n".join(sorted({t for t in old if t.split("::")[0] not in newer}
+                                            | _junit_failures(out / "coverage-newer-junit.xml"))))
     return result
 
 
-@functools.cache
 def _junit_failures(junit: Path) -> set[str]:
     """The tests that fail without any mutant: left out of every selection (a mutant cannot be
     said to be killed by a test that fails anyway)."""
@@ -471,6 +478,10 @@ def importers(path: str) -> frozenset[str]:
 
 
 def select(m: Mutant, cov: dict[str, dict[int, set[str]]], broken: frozenset[str] = frozenset()) -> set[str]:
+    return _select(m, cov, broken)
+
+
+def _select(m: Mutant, cov: dict[str, dict[int, set[str]]], broken: frozenset[str]) -> set[str]:
     lines = cov.get(m.path, {})
     span = range(min(m.stmt_line, m.line), m.end_line + 1)
     chosen: set[str] = set()
@@ -488,10 +499,40 @@ def select(m: Mutant, cov: dict[str, dict[int, set[str]]], broken: frozenset[str
 
 # --- running -----------------------------------------------------------------------------
 
+def newer_test_files(data_file: Path) -> set[str]:
+    """Test files changed since the coverage data was written (coverage_map runs them again)."""
+    if not data_file.exists():
+        return set()
+    since = data_file.stat().st_mtime
+    return {str(t.relative_to(ROOT)) for t in (ROOT / "tests").glob("test_*.py") if t.stat().st_mtime > since}
+
+
 def _order(tests: set[str], path: str) -> list[str]:
     """The test file named after the module first, so that a killed mutant is killed fast."""
     stem = Path(path).stem
     return sorted(tests, key=lambda t: (stem not in t.split("::")[0], t))
+
+
+RUNNING: set[subprocess.Popen] = set()  # the mutants' pytest runs, each in its own session
+RUNNING_LOCK = threading.Lock()
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _stop_all(signum: int, _frame: object) -> None:
+    """SIGTERM/SIGINT/SIGHUP: the mutants' test runs are killed (they run in sessions of their
+    own, out of reach of the terminal's Ctrl-C), then the copies are removed by main's finally."""
+    with RUNNING_LOCK:
+        running = list(RUNNING)
+    for proc in running:
+        _kill_group(proc)
+    raise KeyboardInterrupt
 
 
 def run_mutant(m: Mutant, mutated: str, copy: Path, tests: set[str], broken: frozenset[str]) -> None:
@@ -509,14 +550,21 @@ def run_mutant(m: Mutant, mutated: str, copy: Path, tests: set[str], broken: fro
                *[f"--deselect={t}" for t in sorted(broken | {t for t in SLOW_TESTS if "::" in t})],
                *[f"--ignore={t}" for t in SLOW_TESTS if "::" not in t], f"@{fh.name}"]
         timeout = MUTANT_TIMEOUT_START_S + MUTANT_TIMEOUT_FACTOR * sum(BASELINE_TIMES.get(t, 5.0) for t in tests)
+        proc = subprocess.Popen(cmd, cwd=copy, env=_env(copy), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        with RUNNING_LOCK:
+            RUNNING.add(proc)
         try:
-            proc = subprocess.run(cmd, cwd=copy, env=_env(copy), capture_output=True, text=True,
-                                  timeout=timeout, start_new_session=True)
+            out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            _kill_group(proc)
             m.outcome, m.detail = "timeout", f"over {timeout:.0f} s"
             return
         finally:
+            with RUNNING_LOCK:
+                RUNNING.discard(proc)
             Path(fh.name).unlink(missing_ok=True)
+        proc = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
         lines = proc.stdout.strip().splitlines()
         if proc.returncode == 0:
             m.outcome = "survived"
@@ -584,11 +632,11 @@ class GroupScore:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--group", action="append", choices=sorted(GROUPS), help="a group (repeatable; default all)")
-    ap.add_argument("--sample", type=int, default=70, help="mutants per group (seeded sample; 0 = all)")
+    ap.add_argument("--sample", type=int, default=40, help="mutants per group (seeded sample; 0 = all)")
     ap.add_argument("--seed", type=int, default=18)
     ap.add_argument("--jobs", type=int, default=2, help="mutants run at once, each in its own copy of the tree")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "mutation")
-    ap.add_argument("--reuse-coverage", action="store_true", help="reuse the coverage data while the tree is unchanged")
+    ap.add_argument("--reuse-coverage", action="store_true", help="reuse the coverage data of an earlier run in --out (test files changed since run again)")
     ap.add_argument("--rerun", type=Path, metavar="MUTATION_JSON",
                     help="an earlier run's mutation.json (same --seed, --sample and modules): its killed mutants "
                          "stay killed, the others run again (after tests were added)")
@@ -599,7 +647,8 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     ops = operators()
     equivalents = load_equivalents()
-    rng = random.Random(args.seed)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _stop_all)
 
     work = Path(tempfile.mkdtemp(prefix="cnibench-mutation-"))
     try:
@@ -609,6 +658,8 @@ def main() -> int:
         cov = coverage_map(copies[0], args.out, args.reuse_coverage)
         broken = frozenset(baseline_failures(args.out))
         BASELINE_TIMES.update(_junit_times(args.out / "coverage-junit.xml"))
+        if (args.out / "coverage-newer-junit.xml").exists() and newer_test_files(args.out / "coverage.sqlite"):
+            BASELINE_TIMES.update(_junit_times(args.out / "coverage-newer-junit.xml"))
         if broken:
             print(f"coverage: {len(broken)} tests fail without a mutant and are left out: "
                   f"{', '.join(sorted(broken))}", file=sys.stderr)
@@ -628,6 +679,7 @@ def main() -> int:
                 by_site.setdefault((m.path, m.line, m.occurrence if m.operator.endswith("DropElement") else -1),
                                    []).append((m, src))
             sites = sorted(by_site)
+            rng = random.Random(f"{args.seed}:{g}")  # each group's sample, whichever groups run
             rng.shuffle(sites)
             chosen = 0
             for site in sites:
@@ -679,8 +731,19 @@ def main() -> int:
         for item in plan:
             item[1].tests = len(select(item[1], cov, broken))
         results: list[tuple[str, Mutant]] = []
-        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs)
+        try:
             results = list(pool.map(task, plan))
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            with RUNNING_LOCK:
+                running = list(RUNNING)
+            for proc in running:  # started between the signal and the cancel
+                _kill_group(proc)
+            print("mutation-score: interrupted; the copies of the tree are removed, nothing is written",
+                  file=sys.stderr)
+            return 130
+        pool.shutdown()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
