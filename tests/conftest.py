@@ -32,6 +32,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("lab"))
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The random order's seed at the end of every run, also with -q (which hides the header
+    where pytest-randomly prints it), so that a failing order can be repeated."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int):
+        terminalreporter.write_line(f"test order: pytest-randomly seed {seed}; repeat it with --randomly-seed={seed}")
+
+
 _CACHE: dict[str, OfflineRun] = {}
 
 

@@ -191,21 +191,36 @@ def test_the_gate_both_ways_in_a_real_run(tmp_path):
     host's maximum cannot be reached and is recorded as invalid. (The host's maximum itself,
     once used here, was reached in one run of the full suite: not a rate that must fail. 1 %
     for one second, used before, gave 51 observations on a loaded machine, which the gate
-    rightly refuses as too few for a p99.)"""
-    run_id = new_id()
-    proc = lab(run_id, tmp_path, "-d", "host", "--quick", "--loads", "0.05,10", "--rr-duration", "2", "--no-udp",
-               "--no-service", "--no-cpu", "--no-chart")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = json.loads((tmp_path / f"lab-{run_id}.json").read_text())
-    tests = {t["name"]: t for t in subject(doc, "host")["tests"]}
-    low, high = tests["latency-tcp-5pct"], tests["latency-tcp-1000pct"]
-    assert low["status"] == "ok" and low["stats"]["median"] > 0, low["validity"]
-    rec = low["repetitions"][0]
-    assert rec["details"]["achieved_rate"] >= 0.99 * rec["details"]["target_rate"]
-    assert high["status"] == "invalid" and high["stats"]["median"] is None and high["samples"] == []
-    assert "load generator behind" in high["validity"]["reason"]
-    assert high["repetitions"][0]["value"] is None
-    assert "invalid" in proc.stderr
+    rightly refuses as too few for a p99.)
+
+    Whether the reachable rate passes depends on the machine: with the suite's other worker
+    busy it can miss replies (once 50 %), and the gate is right to refuse it then. So the pass
+    direction must hold in one of three runs; the refusal of the unreachable rate in every one.
+    """
+    refusals = []
+    for attempt in range(3):
+        run_id = new_id()
+        out = tmp_path / str(attempt)
+        proc = lab(run_id, out, "-d", "host", "--quick", "--loads", "0.05,10", "--rr-duration", "2", "--no-udp",
+                   "--no-service", "--no-cpu", "--no-chart")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        doc = json.loads((out / f"lab-{run_id}.json").read_text())
+        tests = {t["name"]: t for t in subject(doc, "host")["tests"]}
+        low, high = tests["latency-tcp-5pct"], tests["latency-tcp-1000pct"]
+        assert high["status"] == "invalid" and high["stats"]["median"] is None and high["samples"] == []
+        assert "load generator behind" in high["validity"]["reason"]
+        assert high["repetitions"][0]["value"] is None
+        assert "invalid" in proc.stderr
+        if low["status"] != "ok":
+            assert low["stats"]["median"] is None and low["validity"]["reason"], low  # refused, with its reason
+            refusals.append(low["validity"]["reason"])
+            continue
+        assert low["stats"]["median"] > 0
+        rec = low["repetitions"][0]
+        assert rec["details"]["achieved_rate"] >= 0.99 * rec["details"]["target_rate"]
+        break
+    else:
+        pytest.fail(f"a reachable rate was refused in three runs: {refusals}")
 
 
 def test_a_busy_machine_contaminates_the_run_and_withholds_the_ranking(tmp_path):
