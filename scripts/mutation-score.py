@@ -59,6 +59,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,7 +86,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 # Tests left out of the coverage run and of every selection: they need root and build real
 # lab topologies, or run the whole toolchain for minutes; none of them is the test of a fact
 # in these modules (each of those modules has its own unit and mocks tests).
-COVERAGE_PYTEST_ARGS = ("-m", "not lab", "-p", "no:randomly", "-p", "no:cacheprovider", "-q", "-x")
+PYTEST_ARGS = ("-m", "not lab", "-p", "no:randomly", "-p", "no:cacheprovider", "-q")
 SLOW_TESTS = (
     "tests/test_packaging.py",  # builds and installs the wheel in fresh venvs
     "tests/test_benchmark.py::test_bench_sh_runs_the_suite_end_to_end_with_a_stand_in_kubectl",
@@ -292,6 +293,11 @@ class Mutant:
         return (self.path, tuple(self.removed), tuple(self.added))
 
 
+def _run_key(fields: dict[str, Any]) -> tuple[Any, ...]:
+    """Which mutant of a module this is: from a Mutant's fields or an earlier mutation.json's record."""
+    return (fields["path"], fields["operator"], fields["occurrence"], tuple(fields["removed"]), tuple(fields["added"]))
+
+
 def enumerate_mutants(path: str, ops: dict[str, Operator]) -> list[Mutant]:
     source = (ROOT / path).read_text(encoding="utf-8")
     tree = get_ast(source)
@@ -373,7 +379,7 @@ def _coverage_run(copy: Path, out: Path, name: str, targets: list[str]) -> Path:
     # context loses property tests to hypothesis's internal ConjectureRunner.test_function)
     cmd = [sys.executable, "-m", "pytest", f"--cov={copy / 'cnibench'}", f"--cov-config={rc}",
            "--cov-context=test", "--cov-report=",
-           *[a for a in COVERAGE_PYTEST_ARGS if a != "-x"], f"--junitxml={junit}",
+           *PYTEST_ARGS, f"--junitxml={junit}",
            *[f"--deselect={t}" for t in SLOW_TESTS if "::" in t],
            *[f"--ignore={t}" for t in SLOW_TESTS if "::" not in t], *targets]
     # tests/conftest.py then runs the program for every test that asks for a stack, instead of
@@ -415,6 +421,7 @@ def coverage_map(copy: Path, out: Path, reuse: bool) -> dict[str, dict[int, set[
         failures.write_text("\n".join(sorted(_junit_failures(out / "coverage-junit.xml"))))
     result: dict[str, dict[int, set[str]]] = {}
     _read_contexts(data_file, result)
+    BASELINE_TIMES.update(_junit_times(out / "coverage-junit.xml"))
     newer = sorted(newer_test_files(data_file))
     if newer:
         print(f"coverage: {len(newer)} test files changed since the coverage data; running them under coverage: "
@@ -423,37 +430,35 @@ def coverage_map(copy: Path, out: Path, reuse: bool) -> dict[str, dict[int, set[
             for ids in lines.values():
                 ids.difference_update({t for t in ids if t.split("::")[0] in newer})
         _read_contexts(_coverage_run(copy, out, "coverage-newer", newer), result)
+        BASELINE_TIMES.update(_junit_times(out / "coverage-newer-junit.xml"))
         old = set(filter(None, failures.read_text().splitlines())) if failures.exists() else set()
         failures.write_text("\n".join(sorted({t for t in old if t.split("::")[0] not in newer}
                                             | _junit_failures(out / "coverage-newer-junit.xml"))))
     return result
 
 
-def _junit_failures(junit: Path) -> set[str]:
-    """The tests that fail without any mutant: left out of every selection (a mutant cannot be
-    said to be killed by a test that fails anyway)."""
+def _junit_cases(junit: Path) -> Iterator[tuple[str, str, Any]]:
+    """(test file, node id without parameters, the testcase element) of each test a run's
+    junit XML lists."""
     import xml.etree.ElementTree as ET
 
-    failed = set()
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        if case.find("failure") is not None or case.find("error") is not None:
-            cls, name = case.get("classname", ""), case.get("name", "")
-            parts = cls.split(".")
-            nodeid = "/".join(parts[:2]) + ".py::" + "::".join([*parts[2:], name.split("[")[0]])
-            if nodeid:
-                failed.add(nodeid)
-    return failed
-
-
-def _junit_times(junit: Path) -> dict[str, float]:
-    """Seconds per test (all its parameters) and per test file, in the coverage run."""
-    import xml.etree.ElementTree as ET
-
-    times: dict[str, float] = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         parts = case.get("classname", "").split(".")
         test_file = "/".join(parts[:2]) + ".py"
-        nodeid = test_file + "::" + "::".join([*parts[2:], case.get("name", "").split("[")[0]])
+        yield test_file, test_file + "::" + "::".join([*parts[2:], case.get("name", "").split("[")[0]]), case
+
+
+def _junit_failures(junit: Path) -> set[str]:
+    """The tests that fail without any mutant: left out of every selection (a mutant cannot be
+    said to be killed by a test that fails anyway)."""
+    return {nodeid for _, nodeid, case in _junit_cases(junit)
+            if case.find("failure") is not None or case.find("error") is not None}
+
+
+def _junit_times(junit: Path) -> dict[str, float]:
+    """Seconds per test (all its parameters) and per test file, in a coverage run."""
+    times: dict[str, float] = {}
+    for test_file, nodeid, case in _junit_cases(junit):
         seconds = float(case.get("time") or 0.0)
         times[nodeid] = times.get(nodeid, 0.0) + seconds
         times[test_file] = times.get(test_file, 0.0) + seconds
@@ -478,10 +483,6 @@ def importers(path: str) -> frozenset[str]:
 
 
 def select(m: Mutant, cov: dict[str, dict[int, set[str]]], broken: frozenset[str] = frozenset()) -> set[str]:
-    return _select(m, cov, broken)
-
-
-def _select(m: Mutant, cov: dict[str, dict[int, set[str]]], broken: frozenset[str]) -> set[str]:
     lines = cov.get(m.path, {})
     span = range(min(m.stmt_line, m.line), m.end_line + 1)
     chosen: set[str] = set()
@@ -546,7 +547,7 @@ def run_mutant(m: Mutant, mutated: str, copy: Path, tests: set[str], broken: fro
     try:
         with tempfile.NamedTemporaryFile("w", suffix=".args", dir=copy, delete=False) as fh:
             fh.write("\n".join(_order(tests, m.path)))
-        cmd = [sys.executable, "-m", "pytest", *COVERAGE_PYTEST_ARGS, "--no-header", "-o", "addopts=",
+        cmd = [sys.executable, "-m", "pytest", *PYTEST_ARGS, "-x", "--no-header", "-o", "addopts=",
                *[f"--deselect={t}" for t in sorted(broken | {t for t in SLOW_TESTS if "::" in t})],
                *[f"--ignore={t}" for t in SLOW_TESTS if "::" not in t], f"@{fh.name}"]
         timeout = MUTANT_TIMEOUT_START_S + MUTANT_TIMEOUT_FACTOR * sum(BASELINE_TIMES.get(t, 5.0) for t in tests)
@@ -564,21 +565,20 @@ def run_mutant(m: Mutant, mutated: str, copy: Path, tests: set[str], broken: fro
             with RUNNING_LOCK:
                 RUNNING.discard(proc)
             Path(fh.name).unlink(missing_ok=True)
-        proc = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-        lines = proc.stdout.strip().splitlines()
+        lines = out.strip().splitlines()
         if proc.returncode == 0:
             m.outcome = "survived"
         elif proc.returncode in (1, 2):
             m.outcome = "killed"
             failed = [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))]
             m.detail = (failed[0] if failed else (lines[-1] if lines else ""))[:300]
-        elif proc.returncode == 4 and "while loading conftest" in proc.stderr + proc.stdout:
+        elif proc.returncode == 4 and "while loading conftest" in err + out:
             # the mutant breaks the import of cnibench itself: every test would fail
             m.outcome, m.detail = "killed", "the suite cannot import the mutated module"
         elif proc.returncode == 5:
             m.outcome, m.detail = "no-tests", "pytest collected no test"
         else:
-            m.outcome, m.detail = "error", f"pytest exit {proc.returncode}: {proc.stderr[-300:]}"
+            m.outcome, m.detail = "error", f"pytest exit {proc.returncode}: {err[-300:]}"
     finally:
         m.seconds = round(time.monotonic() - t0, 1)
         target.write_text(original, encoding="utf-8")
@@ -657,9 +657,6 @@ def main() -> int:
             copy_tree(c)
         cov = coverage_map(copies[0], args.out, args.reuse_coverage)
         broken = frozenset(baseline_failures(args.out))
-        BASELINE_TIMES.update(_junit_times(args.out / "coverage-junit.xml"))
-        if (args.out / "coverage-newer-junit.xml").exists() and newer_test_files(args.out / "coverage.sqlite"):
-            BASELINE_TIMES.update(_junit_times(args.out / "coverage-newer-junit.xml"))
         if broken:
             print(f"coverage: {len(broken)} tests fail without a mutant and are left out: "
                   f"{', '.join(sorted(broken))}", file=sys.stderr)
@@ -703,13 +700,14 @@ def main() -> int:
         earlier: dict[tuple, dict] = {}
         if args.rerun:
             for rec in json.loads(args.rerun.read_text(encoding="utf-8"))["mutants"]:
-                key = (rec["path"], rec["operator"], rec["occurrence"], tuple(rec["removed"]), tuple(rec["added"]))
-                earlier[key] = rec
+                earlier[_run_key(rec)] = rec
+
+        selections = {id(m): select(m, cov, broken) for _, m, _ in plan}
 
         def task(item: tuple[str, Mutant, str]) -> tuple[str, Mutant]:
             g, m, mutated = item
             reason = equivalent_reason(m, equivalents)
-            before = earlier.get((m.path, m.operator, m.occurrence, tuple(m.removed), tuple(m.added)))
+            before = earlier.get(_run_key(vars(m)))
             if reason:
                 m.outcome, m.equivalent_reason = "equivalent", reason
             elif before and before["outcome"] in ("killed", "timeout") and m.operator != "core/ExceptionReplacer":
@@ -718,7 +716,7 @@ def main() -> int:
                 with lock:
                     copy = free.pop()
                 try:
-                    run_mutant(m, mutated, copy, select(m, cov, broken), broken)
+                    run_mutant(m, mutated, copy, selections[id(m)], broken)
                 finally:
                     with lock:
                         free.append(copy)
@@ -728,8 +726,8 @@ def main() -> int:
                       f"({m.tests} tests, {m.seconds} s)", file=sys.stderr, flush=True)
             return g, m
 
-        for item in plan:
-            item[1].tests = len(select(item[1], cov, broken))
+        for _, m, _ in plan:
+            m.tests = len(selections[id(m)])
         results: list[tuple[str, Mutant]] = []
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs)
         try:
