@@ -562,9 +562,20 @@ def parse_config(raw: Mapping[str, Any]) -> StackConfig:
     data: dict[str, Any] = {}
     fields_by_alias = config_keys()
     problems: list[str] = []
+    aliases_by_name = {name: (info.alias or name) for name, info in StackConfig.model_fields.items()}
     for key, value in raw.items():
         info = fields_by_alias.get(key)
-        if info is not None and _type_name(info.annotation) == "a list" and isinstance(value, str):
+        if info is None:
+            # The model also accepts its Python field names (populate_by_name, for the
+            # program's own use); a stack's config takes only the documented keys, so that
+            # `vpc_cidr` and `vpcCidr` can never both set one field.
+            alias = aliases_by_name.get(str(key))
+            hint = f"did you mean {NAMESPACE}:{alias}? " if alias else ""
+            problems.append(
+                f"{NAMESPACE}:{key}: unknown config key; {hint}valid keys: {', '.join(fields_by_alias)}"
+            )
+            continue
+        if _type_name(info.annotation) == "a list" and isinstance(value, str):
             try:
                 value = json.loads(value)
             except (json.JSONDecodeError, RecursionError):

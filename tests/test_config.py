@@ -168,6 +168,17 @@ def test_unknown_key_lists_the_valid_keys():
     assert msg.startswith("cnibench:instancetype: unknown config key") and "instanceType" in msg
 
 
+@pytest.mark.parametrize(
+    ("python_name", "key"), [("vpc_cidr", "vpcCidr"), ("instance_type", "instanceType")]
+)
+def test_a_python_field_name_is_not_a_config_key(python_name, key):
+    # Found by hypothesis: the model's populate_by_name accepted `vpc_cidr` beside `vpcCidr`.
+    msg = one_problem(**{python_name: "10.0.0.0/16"})
+    assert msg.startswith(f"cnibench:{python_name}: unknown config key; did you mean cnibench:{key}?"), msg
+    with pytest.raises(ConfigError):
+        parse_config({"variant": "flannel-vxlan", "vpc_cidr": "10.1.0.0/16"})
+
+
 def test_region_zone_mtu_and_tags():
     assert "us-east-1" in one_problem(region="useast")
     assert "not a zone of region" in one_problem(availabilityZone="eu-west-1a")
