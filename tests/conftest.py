@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from labgroup import check_lab_item, pytest_xdist_make_scheduler  # noqa: F401 (a hook)
 
 from cnibench.mocks import OfflineRun, run_program
 from cnibench.project import find_project_dir, stacks
@@ -22,14 +23,10 @@ def program():
     return _run
 
 
-def pytest_collection_modifyitems(config, items):
+def pytest_runtest_setup(item):
     """Under two workers (``-n 2 --dist loadgroup``, the README's command) the tests that build
-    real lab topologies run on one worker, one after another: they count namespaces, processes
-    and links of the whole machine before and after (tests/test_lab.py Snapshot), which a lab
-    run of the other worker would disturb."""
-    for item in items:
-        if item.get_closest_marker("lab"):
-            item.add_marker(pytest.mark.xdist_group("lab"))
+    real lab topologies run on one worker, one after another (tests/labgroup.py)."""
+    check_lab_item(item)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -41,6 +38,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 
 _CACHE: dict[str, OfflineRun] = {}
+
+
+@pytest.fixture(scope="session")
+def lab_quick_run(tmp_path_factory):
+    """The session's one full quick run of `cnibench lab` (tests/labutil.py quick_run), shared by
+    tests/test_lab.py and tests/test_lab_report.py; those run on one worker (tests/labgroup.py),
+    which makes it once."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (network namespaces); CI runs the suite as root")
+    import labutil
+
+    return labutil.quick_run(tmp_path_factory.mktemp("lab"))
 
 
 @pytest.fixture

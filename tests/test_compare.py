@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -175,29 +173,3 @@ def test_report_command_with_nothing_to_compare(tmp_path):
     res = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2
     assert "no result documents" in res.output and res.stdout == ""
-
-
-@pytest.mark.lab
-def test_report_from_a_real_lab_run_and_imported_knb(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root (network namespaces); run the suite as root")
-    from cnibench.lab.runner import LabOptions, run_lab
-
-    # rates the gate passes, long enough for a p99 on a loaded machine (as in test_lab.py's gate
-    # test); the background-load guard off, as in test_lab.py
-    opts = replace(LabOptions(datapaths=("host", "vxlan"), out=tmp_path / "lab", udp=False, service=False,
-                              latency_loads=(0.05, 0.1), chart=False, busy_threshold=1.0).quick(), rr_duration=2.0)
-    lab = run_lab(opts)
-    assert lab.json_path and lab.json_path.is_file()
-    write(knb_doc("lab-run1.json", "lab veth (knb)"), tmp_path / "knb" / "lab-veth.json")
-    res = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "report")])
-    assert res.exit_code == 0, res.output
-    rows = read_csv(tmp_path / "report" / "comparison.csv")
-    lab_tcp = next(r for r in rows if r["origin"] == "lab" and r["subject"] == "vxlan" and r["metric"] == "tcp")
-    assert lab_tcp["status"] == "ok", lab_tcp
-    assert float(lab_tcp["value"]) > 0 and float(lab_tcp["vs_host"]) > 0
-    assert any(r["origin"] == "knb" and r["test"] == "tcp" for r in rows)
-    lat = [r for r in rows if r["origin"] == "lab" and r["kind"] == "latency" and r["status"] == "ok"]
-    assert len(lat) >= 2
-    assert list((tmp_path / "report" / "charts").rglob("tcp.png"))
-    assert list((tmp_path / "report" / "charts").rglob("latency-profile-tcp.png"))

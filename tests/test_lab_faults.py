@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_lab import Snapshot, new_id
+from labutil import Snapshot, new_id
 
 from cnibench.lab import nsutil, runner
 
