@@ -115,7 +115,7 @@ def _shown(value: Any) -> str:
     return repr(value)[:40]
 
 
-def _clean(value: Any, where: str = "value") -> str | None:
+def _clean(value: Any, where: str) -> str | None:
     """A text field: a string or a number as knb prints it; a list or a mapping is not one."""
     if value is None:
         return None
@@ -131,7 +131,7 @@ def _clean(value: Any, where: str = "value") -> str | None:
     return text or None
 
 
-def _number(value: Any, where: str = "value", *, high: float = math.inf) -> float | None:
+def _number(value: Any, where: str, *, high: float = math.inf) -> float | None:
     """A figure knb printed: None when it printed none (empty, or not a number at all); a
     number that is not finite, negative or above ``high`` is refused, naming ``where``."""
     if value is None or isinstance(value, bool):
@@ -551,10 +551,11 @@ def to_document(
     results.finalize(doc)
     summarize_node_usage(doc)
     for test in subj["tests"]:
-        # one repetition per test: its CPU record is the test's (finalize keeps a few keys only)
+        # one repetition per test: its CPU record is the test's (finalize and summarize_node_usage
+        # keep a few keys only, each the median of that one repetition: the same figure)
         rep_cpu = test["repetitions"][0].get("cpu") if test["repetitions"] else None
         if rep_cpu and test.get("cpu") is not None:
-            test["cpu"] = {**rep_cpu, **{k: v for k, v in test["cpu"].items() if v is not None}}
+            test["cpu"] = dict(rep_cpu)
     return doc
 
 

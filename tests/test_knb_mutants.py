@@ -196,3 +196,67 @@ def test_a_yaml_integer_too_long_to_print_is_refused_as_input():
     text = read("lab-run1.yaml").replace('mtu: "1500"', "mtu: 0x" + "f" * 4000, 1)
     with pytest.raises(InputError, match=r"an integer of 16000 bits, more than the"):
         knb.import_report(text)
+
+
+@pytest.mark.parametrize("value, kind", [
+    ("!!binary aGVsbG8=", "bytes"),  # SafeLoader builds bytes from YAML's !!binary
+    ("!!set {lab-node-1: null}", "set"),  # and a set from !!set
+    ("[lab-node-1]", "list"),
+    ("{node: lab-node-1}", "dict"),
+])
+def test_text_of_bytes_a_set_or_a_container_is_refused_naming_its_type(value, kind):
+    text = read("lab-run1.yaml").replace('client-node: "lab-node-1"', f"client-node: {value}", 1)
+    assert value in text
+    with pytest.raises(ParseError) as err:
+        knb.import_report(text)
+    assert str(err.value) == f"knb yaml: metadata.client-node: expected text, got a {kind}"
+
+
+def test_a_tuple_for_text_is_refused_naming_its_type():
+    """No parser builds a tuple (JSON, YAML's SafeLoader), but _clean's contract covers one."""
+    with pytest.raises(ParseError) as err:
+        knb._clean(("lab-node-1",), "client-node")
+    assert str(err.value) == "client-node: expected text, got a tuple"
+
+
+def nested(levels: int) -> object:
+    """``levels`` lists, one inside the other."""
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def test_a_report_nested_up_to_16_levels_is_read_and_deeper_is_refused():
+    # the document (1) and its data section (2) hold a key knb does not write: 14 more levels
+    # make 16, the bound (MAX_DEPTH); knb's own reports nest 6 (data.pod2pod.tcp.client.cpu)
+    data = lab_run1()
+    data["data"]["unknown"] = nested(14)
+    assert by_name(knb.import_report(json.dumps(data)))["tcp"]["stats"]["median"] == pytest.approx(13.648)
+    data["data"]["unknown"] = nested(15)
+    with pytest.raises(ParseError) as err:
+        knb.import_report(json.dumps(data))
+    assert str(err.value) == "knb json: nested deeper than 16 levels (a knb report has 5)"
+
+
+def test_a_cpu_share_of_100_percent_is_kept_and_above_it_refused_in_a_text_report():
+    line = "client cpu = total 65.02% (user 1.20%, nice 0.00%, system 63.68%, iowait 0.00%, steal 0.14%)"
+    text = read("lab-run1.txt")
+    lineno = text.splitlines().index("      " + line) + 1
+    full = text.replace(line, line.replace("system 63.68%", "system 100.00%"), 1)
+    assert knb.parse_knb_text(full).test("pod2pod", "tcp").client.cpu["system"] == 100.0
+    over = text.replace(line, line.replace("system 63.68%", "system 100.01%"), 1)
+    with pytest.raises(ParseError) as err:
+        knb.parse_knb_text(over)
+    assert str(err.value) == (f"knb text: line {lineno}: client cpu system: '100.01' is not a figure knb prints "
+                              "(a finite number [0, 100])")
+
+
+def test_ram_above_64_tib_in_a_text_report_is_refused_naming_the_line_and_node():
+    text = read("lab-run1.txt")
+    lineno = text.splitlines().index("      server ram = 338 MB") + 1
+    over = text.replace("      server ram = 338 MB", f"      server ram = {MAX_RAM_MB + 1} MB", 1)
+    with pytest.raises(ParseError) as err:
+        knb.parse_knb_text(over)
+    assert str(err.value) == (f"knb text: line {lineno}: server ram: '67108865' is not a figure knb prints "
+                              "(a finite number [0, 67108864])")
