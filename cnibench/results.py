@@ -27,7 +27,8 @@ from cnibench.errors import InputError
 
 SCHEMA_VERSION = "2.0"
 SCHEMA_MAJORS = (1, 2)
-ORIGINS = ("lab", "cloud", "knb")
+# cluster: `cnibench run` on an existing cluster through a kube context (cnibench/suite/cluster.py)
+ORIGINS = ("lab", "cloud", "cluster", "knb")
 KINDS = ("tcp", "udp", "rr", "crr", "http", "latency", "mtu", "cpu", "rate")
 PATHS = ("node-to-node", "pod-to-pod", "pod-to-service", "node-to-service")
 

@@ -16,7 +16,7 @@ from rich import box
 from rich.table import Table
 
 from cnibench import __version__
-from cnibench.cli import check, imports, lab, matrix, report
+from cnibench.cli import check, imports, lab, matrix, report, run
 from cnibench.cli.console import out_console
 from cnibench.variants import CATALOG, Variant
 
@@ -102,5 +102,5 @@ def variants(
         out.print("no kube-proxy (the CNI replaces it): "
                   + ", ".join(v.name for v in CATALOG.values() if v.replaces_kube_proxy), highlight=False)
 
-for command in (lab, check, matrix, report, imports):
+for command in (lab, check, matrix, report, imports, run):
     command.register(app)

@@ -501,6 +501,8 @@ def _group_key(src: Source) -> tuple:
         return ("lab", f["host"], f["kernel"], f["cpus"], src.run_id)
     if src.origin == "cloud":
         return ("cloud", f["instance_type"], f["region"], f["kernel"], f["cpus"], f["underlay_mtu"])
+    if src.origin == "cluster":  # `cnibench run`: one existing cluster (its API server), kernel and CPUs
+        return ("cluster", f["cluster"], f["kernel"], f["cpus"], f["instance_type"])
     return (src.origin, src.id)
 
 
@@ -510,6 +512,8 @@ def _group_id(key: tuple, first: Source, taken: set[str]) -> str:
         base = _src.slug(f"lab-{f['host'] or 'host'}-{first.run_id}")
     elif key[0] == "cloud":
         base = _src.slug("cloud-" + "-".join(str(p) for p in (f["instance_type"], f["region"]) if p))
+    elif key[0] == "cluster":
+        base = _src.slug(f"cluster-{f['cluster_name'] or f['host'] or 'cluster'}")
     else:
         base = first.id
     gid, n = base, 1
@@ -549,6 +553,9 @@ def _group_warnings(srcs: Sequence[Source], metrics: Sequence[Metric], basis: st
     if basis == "separate-stacks":
         out.append("one node pair per variant (one stack each): absolute figures also differ by the instance pair; "
                    "each variant's ratio to its own run's host network removes that")
+    if basis == "separate-runs":
+        out.append("separate runs on one cluster: each variant's ratio to its own run's host network is the "
+                   "comparable figure; absolute figures also differ by the nodes and the time of each run")
     if basis == "explicit":
         out.append("grouped on request (--comparable): these runs were declared comparable; differences between "
                    "runs carry no interval")
@@ -572,6 +579,8 @@ def _basis(key: tuple, srcs: Sequence[Source], explicit: bool) -> str:
         return "explicit"
     if key[0] == "cloud" and len(srcs) > 1:
         return "separate-stacks"
+    if key[0] == "cluster" and len(srcs) > 1:
+        return "separate-runs"
     return "same-run"
 
 
@@ -851,7 +860,10 @@ def _facts_rows(f: dict[str, Any]) -> list[tuple[str, str]]:
     ram = (f"{fmt_number(float(f['ram_total_mb']), 'MB')} MB" if f.get("ram_total_mb") else
            f"{fmt_number(float(f['ram_used_mb']), 'MB')} MB used at idle (knb)" if f.get("ram_used_mb") else "")
     rows = [("origin", f.get("origin")), ("host / nodes", f.get("host")), ("instance type", f.get("instance_type")),
-            ("region", f.get("region")), ("kernel", f.get("kernel")), ("CPUs", f.get("cpus")),
+            ("region", f.get("region")),
+            ("cluster (context, API server)", ", ".join(str(x) for x in (f.get("cluster_name"), f.get("cluster")) if x)
+             or None),
+            ("kernel", f.get("kernel")), ("CPUs", f.get("cpus")),
             ("CPU model", str(f["cpu_model"]).strip() if f.get("cpu_model") else None), ("RAM", ram),
             ("underlay MTU", f.get("underlay_mtu")), ("pod MTU (knb: server pod)", f.get("pod_mtu")), ("Kubernetes", f.get("kubernetes_version")),
             ("run", f.get("run_id")), ("run date", f.get("run_date")), ("repetitions", f.get("repetitions"))]

@@ -18,7 +18,7 @@ from cnibench.report import checks
 
 THROUGHPUT_KINDS = ("tcp", "udp")
 PERCENTILES = ("p50", "p90", "p99", "p99.9")
-ORIGIN_ORDER = {"cloud": 0, "lab": 1, "knb": 2}
+ORIGIN_ORDER = {"cloud": 0, "cluster": 1, "lab": 2, "knb": 3}
 LATENCY_NAME = re.compile(r"latency-(?P<size>\d+)B-(?P<load>[\d.]+)pct")
 #: A report directory holds this file (written first, before any other output): a directory
 #: holding it, and everything below it, is never searched for result documents again.
@@ -155,6 +155,10 @@ def environment_facts(doc: dict[str, Any]) -> dict[str, Any]:
         # pod's MTU, which an overlay lowers below the underlay's (knb v1.5.0 script, MTU discovery)
         "pod_mtu": _mtu_from_subjects(doc) if doc.get("origin") == "knb" else None,
         "kubernetes_version": _first(extra.get("kubernetes_version")),
+        # cluster (`cnibench run`): which cluster, by its API server, and the context's name
+        "cluster": _first((extra.get("cluster") or {}).get("server")) if doc.get("origin") == "cluster" else None,
+        "cluster_name": _first((extra.get("cluster") or {}).get("context")) if doc.get("origin") == "cluster"
+        else None,
         "run_date": _first(extra.get("run_date"), knb.get("date_utc"), doc.get("created")),
         "repetitions": _first(reps.get("done"), (doc.get("parameters") or {}).get("repeat")),
         "schema": str(doc.get("schema_version", "")),
@@ -166,6 +170,10 @@ def environment_label(doc: dict[str, Any]) -> str:
     f = environment_facts(doc)
     if f["instance_type"] and doc.get("origin") == "cloud":
         parts = [" ".join(p for p in (f["instance_type"], f["region"]) if p)]
+    elif doc.get("origin") == "cluster":
+        k8s = f["kubernetes_version"]
+        parts = [f"cluster {f['cluster_name'] or f['host'] or '?'}" + (f" k8s {k8s}" if k8s and len(str(k8s)) < 20
+                                                                       else "")]
     elif doc.get("origin") == "knb":
         k8s = f["kubernetes_version"]
         parts = ["knb" + (f" k8s {k8s}" if k8s and len(str(k8s)) < 20 else "")]

@@ -1,4 +1,5 @@
-"""The runner's raw output -> the validated result document (``origin: cloud``, schema v2).
+"""The runner's raw output -> the validated result document (``origin: cloud``, or ``cluster``
+for ``cnibench run`` on an existing cluster; schema v2).
 
 Every repetition becomes a record of :mod:`cnibench.suite.records`, the functions the lab uses
 too, so one validity gate judges both; :func:`cnibench.results.finalize` then derives the
@@ -15,7 +16,7 @@ from typing import Any, Mapping
 from cnibench import parsers, results
 from cnibench.suite import definition, records
 from cnibench.suite.definition import TestDef
-from cnibench.suite.plan import HOST, IMAGE, PODS, RAW_FORMAT, PlannedTest, Step, SuitePlan
+from cnibench.suite.plan import HOST, RAW_FORMAT, PlannedTest, Step, SuitePlan
 from cnibench.variants import AWS_PER_FLOW_LIMIT_GBIT, AWS_PER_FLOW_SOURCE
 
 PATH_MTU_NOTE = ("the path MTU is not probed in the cloud (the image has no ping): the mtu test records the MTU "
@@ -43,6 +44,10 @@ class RunContext:
     encap_one_flow: bool = False  # the variant's tunnel is one flow to AWS (catalog)
     # a block whose nodes were busier than this share of their cores before it is contaminated
     busy_threshold: float = definition.BUSY_THRESHOLD
+    origin: str = "cloud"  # "cluster": `cnibench run` on an existing cluster (no AWS facts)
+    # cluster: what the operator's side knows (kube context, API server, how the nodes and the
+    # CNI were found), in environment.extra.cluster
+    cluster: dict[str, Any] | None = None
 
     @classmethod
     def from_config(cls, cfg: Any, stack: str = "") -> RunContext:
@@ -98,8 +103,15 @@ def _tail(text: Any, n: int = 300) -> str:
 # --------------------------------------------------------------------------- environment
 
 
-def _environment(raw: Mapping[str, Any], ctx: RunContext) -> dict[str, Any]:
+NO_HOST_REFERENCE = ("not measured: --no-host-reference (no hostNetwork pods); the variant's figures have no "
+                     "ratio to the host network, and the tests whose offered rate is a fraction of the host's "
+                     "maximum are skipped")
+
+
+def _environment(raw: Mapping[str, Any], ctx: RunContext, plan: SuitePlan) -> dict[str, Any]:
     client, server = _probe(raw, "cnibench-cli-host"), _probe(raw, "cnibench-srv-host")
+    if not plan.host_reference:  # no hostNetwork pods: the pod-network pods' view of the node
+        client, server = _probe(raw, "cnibench-cli-pod"), _probe(raw, "cnibench-srv-pod")
     nodes_raw = raw.get("nodes") or {}
 
     def node(probe: Mapping[str, str], pod_probe: Mapping[str, str], name: str) -> dict[str, Any]:
@@ -125,11 +137,33 @@ def _environment(raw: Mapping[str, Any], ctx: RunContext) -> dict[str, Any]:
         }
 
     placed = (raw.get("pods") or {})
-    client_name = ctx.client_node or (placed.get("cnibench-cli-host") or {}).get("node", "")
-    server_name = ctx.server_node or (placed.get("cnibench-srv-host") or {}).get("node", "")
+    suffix = "host" if plan.host_reference else "pod"
+    client_name = ctx.client_node or (placed.get(f"cnibench-cli-{suffix}") or {}).get("node", "")
+    server_name = ctx.server_node or (placed.get(f"cnibench-srv-{suffix}") or {}).get("node", "")
     n_client = node(client, _probe(raw, "cnibench-cli-pod"), client_name)
     n_server = node(server, _probe(raw, "cnibench-srv-pod"), server_name)
     tools = {k: (client.get(k) or server.get(k)) for k in ("iperf3", "iperf3_deb", "sockperf", "wrk", "nginx")}
+    extra: dict[str, Any] = {
+        "stack": ctx.stack,
+        "nodes": {"client": n_client, "server": n_server},
+        "kubernetes_version": (raw.get("kubernetes") or {}).get("server_version"),
+        "cni": {"name": ctx.cni, "version": ctx.cni_version, "daemonset_images": raw.get("cni_images") or {}},
+        "tools": {**tools, "image": plan.image},
+        "configured_underlay_mtu": ctx.underlay_mtu,
+        "path_mtu": PATH_MTU_NOTE,
+    }
+    if ctx.origin == "cluster":
+        extra.pop("stack")
+        extra["cluster"] = dict(ctx.cluster or {})
+        if not plan.host_reference:
+            extra["host_reference"] = NO_HOST_REFERENCE
+    else:
+        extra["aws_flows"] = {
+            "per_flow_limit_gbit": AWS_PER_FLOW_LIMIT_GBIT["cluster-placement-group"],
+            "placement": "one cluster placement group",
+            "encapsulation_is_one_flow": ctx.encap_one_flow,
+            "source": AWS_PER_FLOW_SOURCE,
+        }
     return {
         "kernel": n_server["kernel"] or n_client["kernel"] or "unknown",
         "hostname": server_name or "unknown",
@@ -139,21 +173,7 @@ def _environment(raw: Mapping[str, Any], ctx: RunContext) -> dict[str, Any]:
         "underlay_mtu": n_server["node_mtu"] or ctx.underlay_mtu,
         **({"instance_type": ctx.instance_type} if ctx.instance_type else {}),
         **({"region": ctx.region} if ctx.region else {}),
-        "extra": {
-            "stack": ctx.stack,
-            "nodes": {"client": n_client, "server": n_server},
-            "kubernetes_version": (raw.get("kubernetes") or {}).get("server_version"),
-            "cni": {"name": ctx.cni, "version": ctx.cni_version, "daemonset_images": raw.get("cni_images") or {}},
-            "tools": {**tools, "image": IMAGE},
-            "configured_underlay_mtu": ctx.underlay_mtu,
-            "path_mtu": PATH_MTU_NOTE,
-            "aws_flows": {
-                "per_flow_limit_gbit": AWS_PER_FLOW_LIMIT_GBIT["cluster-placement-group"],
-                "placement": "one cluster placement group",
-                "encapsulation_is_one_flow": ctx.encap_one_flow,
-                "source": AWS_PER_FLOW_SOURCE,
-            },
-        },
+        "extra": extra,
     }
 
 
@@ -373,6 +393,8 @@ def _cpu(rep: int, run: Mapping[str, Any], res: parsers.Iperf3Result, cpus: Mapp
 
 def _subjects_skeleton(plan: SuitePlan, ctx: RunContext) -> dict[str, dict[str, Any]]:
     host = results.new_subject(HOST, "reference", description="host network (hostNetwork pods on the same nodes)")
+    if not plan.host_reference:
+        host.update(status="skipped", skipped_reason=NO_HOST_REFERENCE)
     var = results.new_subject(
         plan.variant, "variant", description=f"{ctx.cni or plan.variant} {ctx.cni_version}".strip(),
         underlay_need=ctx.underlay_need, encap_overhead=ctx.encap_overhead, configured_mtu=ctx.configured_mtu,
@@ -398,7 +420,7 @@ def _new_document(plan: SuitePlan, ctx: RunContext, environment: dict[str, Any],
                   "guard_seconds": definition.GUARD_SECONDS, "path_mtu": PATH_MTU_NOTE, "calibration": {}},
     }
     run_id = f"{ctx.stack or plan.variant}-run-{plan.run}"
-    return results.new_document("cloud", run_id=run_id, environment=environment, parameters=params, reference=HOST)
+    return results.new_document(ctx.origin, run_id=run_id, environment=environment, parameters=params, reference=HOST)
 
 
 def empty_result(plan: SuitePlan, ctx: RunContext, reason: str, status: str = "no-output") -> dict[str, Any]:
@@ -407,9 +429,13 @@ def empty_result(plan: SuitePlan, ctx: RunContext, reason: str, status: str = "n
     env = {"kernel": "unknown", "hostname": ctx.server_node or "unknown", "cpus": None, "machine": "unknown",
            "underlay_mtu": ctx.underlay_mtu,
            **({"instance_type": ctx.instance_type} if ctx.instance_type else {}),
-           **({"region": ctx.region} if ctx.region else {}), "extra": {"stack": ctx.stack}}
+           **({"region": ctx.region} if ctx.region else {}),
+           "extra": {"stack": ctx.stack} if ctx.origin != "cluster" else {"cluster": dict(ctx.cluster or {})}}
     doc = _new_document(plan, ctx, env)
     for subject in _subjects_skeleton(plan, ctx).values():
+        if subject.get("status") == "skipped":  # no host reference: its own reason
+            doc["subjects"].append(subject)
+            continue
         if status == "no-output":
             subject.update(status="skipped", skipped_reason=reason)
         else:
@@ -442,7 +468,7 @@ def build_result(stdout: str, plan: SuitePlan, ctx: RunContext | None = None) ->
         doc["extra"]["errors"] = [str(raw["fatal"]), *map(str, raw.get("errors") or [])]
         return doc
 
-    env = _environment(raw, ctx)
+    env = _environment(raw, ctx, plan)
     doc = _new_document(plan, ctx, env)
     subjects = _subjects_skeleton(plan, ctx)
     doc["subjects"] = list(subjects.values())
@@ -455,8 +481,8 @@ def build_result(stdout: str, plan: SuitePlan, ctx: RunContext | None = None) ->
 
     errors = [str(e) for e in raw.get("errors") or []]
     pods = raw.get("pods") or {}
-    errors += _placement_problems(pods, ctx)
-    for name, _role, _hn, _serves in PODS:
+    errors += _placement_problems(pods, ctx, plan)
+    for name, _role, _hn, _serves in plan.pods:
         p = pods.get(name) or {}
         if not p.get("ready"):
             errors.append(f"pod {name} was not ready: {_tail(p.get('error'))}")
@@ -530,17 +556,17 @@ def build_result(stdout: str, plan: SuitePlan, ctx: RunContext | None = None) ->
         "started": raw.get("started"),
         "finished": raw.get("finished"),
         "pods": {name: {"node": (pods.get(name) or {}).get("node"), "ip": (pods.get(name) or {}).get("ip"),
-                        "ready": bool((pods.get(name) or {}).get("ready"))} for name, *_ in PODS},
+                        "ready": bool((pods.get(name) or {}).get("ready"))} for name, *_ in plan.pods},
         "service_ip": raw.get("service_ip"),
         **_verdict(n_blocks, bad, unsampled, ctx.busy_threshold),
     }
     return doc
 
 
-def _placement_problems(pods: Mapping[str, Any], ctx: RunContext) -> list[str]:
+def _placement_problems(pods: Mapping[str, Any], ctx: RunContext, plan: SuitePlan) -> list[str]:
     expected = {"client": ctx.client_node, "server": ctx.server_node}
     out = []
-    for name, role, _hn, _serves in PODS:
+    for name, role, _hn, _serves in plan.pods:
         node = (pods.get(name) or {}).get("node")
         # the node name may be the short host name or the private DNS name: compare the host part
         if node and expected[role] and node.split(".")[0] != expected[role].split(".")[0]:

@@ -15,7 +15,6 @@ from cnibench.suite.plan import (
     IPERF3_PORT,
     NAMESPACE,
     POD_READY_TIMEOUT_S,
-    PODS,
     RAW_FORMAT,
     SERVICE,
     SOCKPERF_PORT,
@@ -26,15 +25,17 @@ from cnibench.suite.plan import (
 )
 
 
-def plan_env(plan: SuitePlan, client_node: str = "", server_node: str = "") -> str:
+def plan_env(plan: SuitePlan, client_node: str = "", server_node: str = "", kube_context: str = "") -> str:
+    """The plan as shell variables. ``kube_context``: ``kubectl --context`` of every call
+    (``cnibench run``); empty, the kubeconfig's current context (the control plane's admin.conf)."""
     values = {
         "BENCH_RAW_FORMAT": RAW_FORMAT,
         "BENCH_RUN": plan.run,
         "BENCH_PLAN_DIGEST": plan.digest(),
         "BENCH_NAMESPACE": NAMESPACE,
         "BENCH_SERVICE": SERVICE,
-        "BENCH_PODS": " ".join(p[0] for p in PODS),
-        "BENCH_CLIENT_PODS": " ".join(p[0] for p in PODS if p[1] == "client"),
+        "BENCH_PODS": " ".join(p[0] for p in plan.pods),
+        "BENCH_CLIENT_PODS": " ".join(p[0] for p in plan.pods if p[1] == "client"),
         "BENCH_CLIENT_HOST_POD": "cnibench-cli-host",
         "BENCH_SERVER_HOST_POD": "cnibench-srv-host",
         # the order of the subjects within a repetition (host first, as in the lab)
@@ -50,6 +51,7 @@ def plan_env(plan: SuitePlan, client_node: str = "", server_node: str = "") -> s
         "BENCH_WRK_TIMEOUT": WRK_REQUEST_TIMEOUT,
         "BENCH_CLIENT_NODE": client_node,
         "BENCH_SERVER_NODE": server_node,
+        **({"BENCH_KUBE_CONTEXT": kube_context} if kube_context else {}),
     }
     return "".join(f"{k}={shlex.quote(str(v))}\n" for k, v in values.items())
 
@@ -63,12 +65,16 @@ def steps_tsv(plan: SuitePlan) -> str:
 BUNDLED_SCRIPTS = ("bench.sh", "collect.py", "probe.sh", "wrk-report.lua")
 
 
-def bundle(plan: SuitePlan, client_node: str = "", server_node: str = "") -> dict[str, str]:
-    """Every file the runner reads, by name."""
+def bundle(plan: SuitePlan, client_node: str = "", server_node: str = "", *, pin_by_name: bool = False,
+           kube_context: str = "") -> dict[str, str]:
+    """Every file the runner reads, by name. ``pin_by_name`` (``cnibench run``): the pods go to
+    the nodes named ``client_node`` and ``server_node`` (the stack's own nodes are found by their
+    role label)."""
     files = {name: _script(name) for name in BUNDLED_SCRIPTS}
-    files["plan.env"] = plan_env(plan, client_node, server_node)
+    files["plan.env"] = plan_env(plan, client_node, server_node, kube_context)
     files["steps.tsv"] = steps_tsv(plan)
-    files["manifests.json"] = json.dumps({"apiVersion": "v1", "kind": "List", "items": pod_manifests(plan)},
+    nodes = {"client": client_node, "server": server_node} if pin_by_name else None
+    files["manifests.json"] = json.dumps({"apiVersion": "v1", "kind": "List", "items": pod_manifests(plan, nodes)},
                                          indent=1) + "\n"
     return files
 

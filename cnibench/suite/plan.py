@@ -60,6 +60,10 @@ PODS: tuple[tuple[str, str, bool, bool], ...] = (
 HOST = "host"  # name of the reference subject
 HOST_PODS = ("cnibench-cli-host", "cnibench-srv-host")
 VARIANT_PODS = ("cnibench-cli-pod", "cnibench-srv-pod")
+# the kinds whose offered rate is a fraction of the host's maximum (definition.calibrations)
+CALIBRATED_KINDS = ("latency", "cpu")
+NO_HOST_REFERENCE_SKIP = ("no host reference (--no-host-reference): its offered rate is a fraction of the host "
+                          "network's maximum, which was not measured")
 DEBS_HOST_PATH = "/var/cache/cnibench-debs"  # on the nodes: the packages of the current run
 RUN_TOKEN = "@RUN_TOKEN@"  # replaced by bench.sh with a token unique to each execution
 
@@ -144,10 +148,19 @@ class SuitePlan:
     steps: tuple[Step, ...] = ()
     host_tests: tuple[PlannedTest, ...] = ()
     variant_tests: tuple[PlannedTest, ...] = ()
+    # False (`cnibench run --no-host-reference`): no hostNetwork pods, no host subject, no
+    # calibration; the tests whose offered rate is a fraction of the host's maximum are skipped
+    host_reference: bool = True
+    image: str = IMAGE  # the pods' image (`cnibench run --image`: one that already holds the tools)
 
     @property
-    def subjects(self) -> tuple[str, str]:
-        return (HOST, self.variant)
+    def subjects(self) -> tuple[str, ...]:
+        return (HOST, self.variant) if self.host_reference else (self.variant,)
+
+    @property
+    def pods(self) -> tuple[tuple[str, str, bool, bool], ...]:
+        """The pods of this run (:data:`PODS`, without the hostNetwork pods when there is no host reference)."""
+        return PODS if self.host_reference else tuple(p for p in PODS if not p[2])
 
     @property
     def repeat(self) -> int:
@@ -182,16 +195,21 @@ class SuitePlan:
 
     def tests(self) -> dict[str, list[PlannedTest]]:
         """The tests per subject, in suite order."""
+        if not self.host_reference:
+            return {self.variant: list(self.variant_tests)}
         return {HOST: list(self.host_tests), self.variant: list(self.variant_tests)}
 
     def step_of(self, step_id: str) -> Step | None:
         return next((s for s in (*self.calibrations, *self.steps) if s.id == step_id), None)
 
     def digest(self) -> str:
-        text = json.dumps({"steps": [s.tsv() for s in (*self.calibrations, *self.steps)],
-                           "repeat": self.repeat, "timeout": self.timeout, "image": IMAGE,
-                           "packages": list(PACKAGES), "suite": self.settings.as_parameters(),
-                           "udp_size": self.udp_size}, sort_keys=True)
+        fields: dict[str, Any] = {"steps": [s.tsv() for s in (*self.calibrations, *self.steps)],
+                                  "repeat": self.repeat, "timeout": self.timeout, "image": self.image,
+                                  "packages": list(PACKAGES), "suite": self.settings.as_parameters(),
+                                  "udp_size": self.udp_size}
+        if not self.host_reference:  # only then: the Pulumi stacks' digests (their triggers) stay as they were
+            fields["host_reference"] = False
+        text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def max_runtime_s(self) -> int:
@@ -270,17 +288,26 @@ def plan_suite(
     timeout: int = 3600,
     run: str = "1",
     no_service_path: str | None = None,
+    host_reference: bool = True,
+    image: str = IMAGE,
 ) -> SuitePlan:
     """The suite for ``variant``. ``mtus`` are the MTUs of the run (node network and pod
-    network): the one UDP datagram size fits the smallest."""
+    network): the one UDP datagram size fits the smallest. Without ``host_reference`` only the
+    variant is measured; its tests that need the host's calibration are kept, skipped."""
     udp_size = settings.udp_size(definition.smallest_mtu(list(mtus)))
-    host_defs = definition.suite_tests(settings, udp_size=udp_size, service=False)
     var_defs = definition.suite_tests(settings, udp_size=udp_size, service=True, no_service_path=no_service_path)
+    if not host_reference:
+        var_defs = [replace(d, skipped_reason=NO_HOST_REFERENCE_SKIP)
+                    if d.kind in CALIBRATED_KINDS and not d.skipped_reason else d for d in var_defs]
+        var_steps, var_tests = _steps_of(variant, var_defs, settings, *VARIANT_PODS)
+        return SuitePlan(variant=variant, settings=settings, udp_size=udp_size, timeout=timeout, run=run,
+                         steps=tuple(var_steps), variant_tests=tuple(var_tests), host_reference=False, image=image)
+    host_defs = definition.suite_tests(settings, udp_size=udp_size, service=False)
     host_steps, host_tests = _steps_of(HOST, host_defs, settings, *HOST_PODS)
     var_steps, var_tests = _steps_of(variant, var_defs, settings, *VARIANT_PODS)
     return SuitePlan(variant=variant, settings=settings, udp_size=udp_size, timeout=timeout, run=run,
                      calibrations=calibration_steps(settings), steps=(*host_steps, *var_steps),
-                     host_tests=tuple(host_tests), variant_tests=tuple(var_tests))
+                     host_tests=tuple(host_tests), variant_tests=tuple(var_tests), image=image)
 
 
 def settings_from_config(cfg: Any) -> SuiteSettings:

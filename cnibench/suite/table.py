@@ -48,6 +48,19 @@ def _detail(t: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _where(doc: Mapping[str, Any]) -> str:
+    """cloud: the instance type; cluster (`cnibench run`): the context, the two nodes and the CNI found."""
+    env = doc.get("environment") or {}
+    if doc.get("origin") != "cluster":
+        return f"instance {env.get('instance_type', '?')}"
+    extra = env.get("extra") or {}
+    nodes = extra.get("nodes") or {}
+    cni = (extra.get("cni") or {}).get("name") or "unknown"
+    return (f"context {(extra.get('cluster') or {}).get('context', '?')}, nodes "
+            f"{(nodes.get('client') or {}).get('name') or '?'} -> {(nodes.get('server') or {}).get('name') or '?'}, "
+            f"CNI {cni}")
+
+
 def format_table(doc: Mapping[str, Any]) -> str:
     """A plain-text table of the result document (for the update's log)."""
     extra = doc.get("extra") or {}
@@ -55,7 +68,7 @@ def format_table(doc: Mapping[str, Any]) -> str:
     reps = (doc.get("parameters") or {}).get("repetitions") or {}
     head = [f"cnibench benchmark {doc.get('run_id')}: status {extra.get('status', '?')}"
             + (f" ({extra.get('tests_ok')}/{extra.get('tests_total')} tests ok)" if "tests_total" in extra else ""),
-            f"kernel {env.get('kernel')}, {env.get('cpus') or '?'} CPUs, instance {env.get('instance_type', '?')}, "
+            f"kernel {env.get('kernel')}, {env.get('cpus') or '?'} CPUs, {_where(doc)}, "
             f"underlay MTU {env.get('underlay_mtu')}; {reps.get('done', '?')} repetitions "
             f"({reps.get('stopped', '?')}); ratios to {doc.get('reference')} with 95 % intervals"]
     rows = [("subject", "test", "path", "median", "ratio [95 % CI]", "n", "validity / detail")]

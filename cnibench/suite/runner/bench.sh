@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# cnibench benchmark runner, run as root on the control plane by cnibench/program/benchmark.py.
+# cnibench benchmark runner, run as root on the control plane by cnibench/program/benchmark.py,
+# and on the operator's machine by `cnibench run` (cnibench/suite/cluster.py) for an existing
+# cluster: the same script, only kubectl's target differs. KUBECONFIG (default: the control
+# plane's /etc/kubernetes/admin.conf) and BENCH_KUBE_CONTEXT (plan.env or the environment; empty:
+# the kubeconfig's current context, `kubectl --context`) say which cluster.
 #
 # Usage: bench.sh WORKDIR
 #   WORKDIR holds plan.env (settings), steps.tsv (the suite, from cnibench/suite/plan.py),
@@ -24,13 +28,16 @@ W=${1:?usage: bench.sh WORKDIR}
 # shellcheck source=/dev/null
 . "$W/plan.env"
 export KUBECONFIG="${KUBECONFIG:-/etc/kubernetes/admin.conf}"
+# every kubectl call: `"${K[@]}" ARGS` (an array, so that `timeout` can run it too)
+K=(kubectl)
+if [ -n "${BENCH_KUBE_CONTEXT:-}" ]; then K+=(--context "$BENCH_KUBE_CONTEXT"); fi
 R="$W/raw"
 mkdir -p "$R/pods" "$R/runs" "$R/calib" "$R/guards"
 
 log() { printf '%s cnibench-bench: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 note_error() { printf '%s\n' "$*" >>"$R/errors"; log "error: $*"; }
 fatal() { printf '%s\n' "$*" >"$R/fatal"; log "fatal: $*"; exit 0; }
-kc() { kubectl --request-timeout=60s -n "$BENCH_NAMESPACE" "$@"; }
+kc() { "${K[@]}" --request-timeout=60s -n "$BENCH_NAMESPACE" "$@"; }
 
 cleanup() {
     local pod
@@ -40,14 +47,40 @@ cleanup() {
         done
     fi
     log "deleting namespace $BENCH_NAMESPACE (benchmark pods and service)"
-    if ! kubectl --request-timeout=60s delete namespace "$BENCH_NAMESPACE" --ignore-not-found \
+    if ! "${K[@]}" --request-timeout=60s delete namespace "$BENCH_NAMESPACE" --ignore-not-found \
         --wait=true --timeout=300s >/dev/null 2>"$R/cleanup.err"; then
         note_error "clean-up: namespace $BENCH_NAMESPACE not deleted: $(tail -c 300 "$R/cleanup.err")"
     fi
 }
 
+# Run "$@" in the background and wait for it: bash runs a signal's trap only once the foreground
+# command is done, but interrupts `wait` at once. The long commands (the pods' start-up, every
+# step) run this way, so that Ctrl-C or SIGTERM stops a run within seconds; finish() stops the
+# command (`timeout` forwards the signal to kubectl; it runs in a process group of its own, so a
+# signal to bench.sh's group does not reach it).
+# The traps run inside the interrupted call, under its redirections (a step's >out 2>err): they
+# put back the script's own stdout and stderr, kept as fds 8 and 9, which the commands do not get.
+exec 8>&1 9>&2
+child_pid=""
+interruptible() {
+    local rc
+    # 0<&0: without job control bash gives a background command /dev/null as its stdin unless
+    # the command redirects it itself (bash(1), "Lists"); the MTU probe reads its script from it
+    "$@" 0<&0 8>&- 9>&- &
+    child_pid=$!
+    wait "$child_pid"
+    rc=$?
+    child_pid=""
+    return "$rc"
+}
+
 finish() {
     trap - EXIT INT TERM HUP
+    exec 1>&8 2>&9
+    if [ -n "$child_pid" ]; then
+        kill -TERM "$child_pid" 2>/dev/null
+        wait "$child_pid" 2>/dev/null
+    fi
     cleanup
     date -u +%s >"$R/finished"
     if command -v python3 >/dev/null 2>&1; then
@@ -57,35 +90,35 @@ finish() {
     fi
 }
 trap finish EXIT
-trap 'note_error "interrupted by a signal"; exit 0' INT TERM HUP
+trap 'exec 1>&8 2>&9; note_error "interrupted by a signal"; exit 0' INT TERM HUP
 
 date -u +%s >"$R/started"
 deadline=$(($(date +%s) + BENCH_TIMEOUT))
 
 # ---------------------------------------------------------------- cluster facts
-command -v kubectl >/dev/null 2>&1 || fatal "kubectl not found on the control plane"
-kubectl --request-timeout=60s version -o json >"$R/k8s-version.json" 2>"$R/k8s-version.err" ||
+command -v kubectl >/dev/null 2>&1 || fatal "kubectl not found on the control plane"  # the K array runs it
+"${K[@]}" --request-timeout=60s version -o json >"$R/k8s-version.json" 2>"$R/k8s-version.err" ||
     fatal "the API server does not answer: $(tail -c 300 "$R/k8s-version.err")"
-kubectl --request-timeout=60s get nodes -o json >"$R/nodes.json" 2>/dev/null || true
-kubectl --request-timeout=60s -n kube-system get daemonsets -o \
+"${K[@]}" --request-timeout=60s get nodes -o json >"$R/nodes.json" 2>/dev/null || true
+"${K[@]}" --request-timeout=60s -n kube-system get daemonsets -o \
     jsonpath='{range .items[*]}{.metadata.name}{"="}{range .spec.template.spec.containers[*]}{.image}{" "}{end}{"\n"}{end}' \
     >"$R/ds-images.txt" 2>/dev/null || true
 
 # ---------------------------------------------------------------- pods
 log "removing leftovers of an earlier run, if any"
-kubectl --request-timeout=60s delete namespace "$BENCH_NAMESPACE" --ignore-not-found --wait=true \
+"${K[@]}" --request-timeout=60s delete namespace "$BENCH_NAMESPACE" --ignore-not-found --wait=true \
     --timeout=300s >/dev/null 2>&1 || true
 log "creating the benchmark pods"
 # a token of this execution names the pods' package directory on the nodes (pod-setup.sh)
 token="run-$(date +%s)-$$"
 sed "s/@RUN_TOKEN@/$token/g" "$W/manifests.json" >"$R/manifests.json"
-kubectl --request-timeout=60s apply -f "$R/manifests.json" >"$R/apply.out" 2>&1 ||
+"${K[@]}" --request-timeout=60s apply -f "$R/manifests.json" >"$R/apply.out" 2>&1 ||
     fatal "creating the benchmark pods failed: $(tail -c 500 "$R/apply.out")"
 
 # one wait for all pods, so that the whole start-up is bounded by BENCH_POD_TIMEOUT
 read -r -a pods <<<"$BENCH_PODS"
-kc wait --for=condition=Ready "${pods[@]/#/pod/}" --timeout="${BENCH_POD_TIMEOUT}s" \
-    >/dev/null 2>"$R/pods-wait.err" || log "not every pod is ready after ${BENCH_POD_TIMEOUT}s"
+interruptible kc wait --for=condition=Ready "${pods[@]/#/pod/}" --timeout="${BENCH_POD_TIMEOUT}s" \
+    >/dev/null 2>"$R/pods-wait.err" </dev/null || log "not every pod is ready after ${BENCH_POD_TIMEOUT}s"
 for pod in $BENCH_PODS; do
     if [ "$(kc get pod "$pod" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]; then
         echo 1 >"$R/pods/$pod.ready"
@@ -257,11 +290,11 @@ run_step() {
     printf 'started=%s\n' "$(date +%s)" >>"$d/meta"
     if [ "$tool" = mtu ]; then
         # the MTU of the client's default-route interface, as the probe reads it
-        timeout -k 10 "$to" kubectl --request-timeout=0 -n "$BENCH_NAMESPACE" exec -i "$client" -- \
+        interruptible timeout -k 10 "$to" "${K[@]}" --request-timeout=0 -n "$BENCH_NAMESPACE" exec -i "$client" -- \
             sh -s <"$W/probe.sh" >"$d/out" 2>"$d/err"
         rc=$?
     else
-        timeout -k 10 "$((to + 15))" kubectl --request-timeout=0 -n "$BENCH_NAMESPACE" exec "$client" -- \
+        interruptible timeout -k 10 "$((to + 15))" "${K[@]}" --request-timeout=0 -n "$BENCH_NAMESPACE" exec "$client" -- \
             timeout -k 5 "$to" "${args[@]}" >"$d/out" 2>"$d/err" </dev/null
         rc=$?
     fi
