@@ -3,9 +3,10 @@
 The lab tests count namespaces, processes and links of the whole machine before and after a
 run (tests/labutil.py Snapshot) and measure on its two cores; a lab run on the other worker
 would disturb both. xdist's own grouping (``--dist loadgroup`` with ``xdist_group`` markers)
-does not work with pytest 9: xdist 3.8 appends the group to ``item._nodeid``, which pytest 9
+does not work with pytest 9.2: xdist 3.8 appends the group to ``item._nodeid``, which pytest 9.2
 no longer reads (``Node.nodeid`` comes from ``Node._id``), so the markers were ignored and the
-lab tests ran on both workers. This scheduler groups by file instead, through xdist's public
+lab tests ran on both workers (upstream: pytest-dev/pytest-xdist#1386, open; fix proposed in
+#1388). This scheduler groups by file instead, through xdist's public
 ``pytest_xdist_make_scheduler`` hook: every test of ``LAB_FILES`` is one work unit, which
 xdist's scope reordering (largest unit first) starts first; every other test is its own unit.
 ``check_lab_item`` keeps the file list and the ``lab`` marker in step.

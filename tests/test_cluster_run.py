@@ -72,7 +72,9 @@ class Scenario:
         bindir = tmp / "bin"
         bindir.mkdir()
         (bindir / "kubectl").symlink_to(STANDIN)
-        self.env = {"PATH": f"{bindir}:{os.environ['PATH']}", "STANDIN": str(self.dir),
+        kubeconfig = self.dir / "kubeconfig"  # read by the stand-in's callers' checks only: it answers itself
+        kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+        self.env = {"PATH": f"{bindir}:{os.environ['PATH']}", "STANDIN": str(self.dir), "KUBECONFIG": str(kubeconfig),
                     "STANDIN_CLIENT_NODE": CLIENT, "STANDIN_SERVER_NODE": SERVER}
         self.write("nodes.json", json.dumps(NODES))
         self.write("ds.json", json.dumps(DAEMONSETS))
@@ -195,6 +197,26 @@ def test_a_missing_kubeconfig_file_is_named(scen, tmp_path):
     with pytest.raises(cluster.ClusterRefused, match=r"^--kubeconfig .*/none: no such file$"):
         cluster.preflight(cluster.Kubectl(cluster.Target(kubeconfig=str(tmp_path / "none"))))
     assert not scen.calls()
+
+
+def test_no_kubeconfig_at_all_is_named_by_where_it_was_looked_for(scen, tmp_path, monkeypatch):
+    missing = f"{tmp_path / 'a'}:{tmp_path / 'b'}"
+    monkeypatch.setenv("KUBECONFIG", missing)
+    with pytest.raises(cluster.ClusterRefused) as err:
+        cluster.preflight(kubectl())
+    assert str(err.value) == (f"$KUBECONFIG ({missing}): no such file, so no cluster to benchmark: give "
+                              "--kubeconfig FILE, or set KUBECONFIG")
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(cluster.ClusterRefused) as err:
+        cluster.preflight(kubectl())
+    assert str(err.value).startswith(f"the default kubeconfig {tmp_path}/.kube/config (no --kubeconfig, KUBECONFIG "
+                                     "unset): no such file")
+    assert not scen.calls()
+    # one existing file of the list is enough (kubectl skips the missing ones)
+    (tmp_path / "b").write_text("apiVersion: v1\nkind: Config\n")
+    monkeypatch.setenv("KUBECONFIG", missing)
+    assert cluster.preflight(kubectl()).context == "kind-a"
 
 
 # --------------------------------------------------------------------------- probe (namespace only, removed again)

@@ -101,6 +101,19 @@ class Target:
     def kubeconfig_label(self) -> str:
         return self.kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
 
+    def kubeconfig_source(self) -> tuple[str, list[str]]:
+        """Where the kubeconfig comes from, as the user would name it, and its files. KUBECONFIG is
+        a list of files, merged by kubectl, which skips the ones that do not exist
+        (kubernetes.io/docs/concepts/configuration/organize-cluster-access-kubeconfig/, "The
+        KUBECONFIG environment variable")."""
+        if self.kubeconfig:
+            return f"--kubeconfig {self.kubeconfig}", [self.kubeconfig]
+        env = os.environ.get("KUBECONFIG")
+        if env:
+            return f"$KUBECONFIG ({env})", [p for p in env.split(os.pathsep) if p]
+        default = str(Path.home() / ".kube" / "config")
+        return f"the default kubeconfig {default} (no --kubeconfig, KUBECONFIG unset)", [default]
+
 
 class Kubectl:
     """``kubectl`` against one target. Every call is ``kubectl [--context C] ARGS``."""
@@ -261,6 +274,10 @@ def preflight(kc: Kubectl, *, client_node: str | None = None, server_node: str |
     target = kc.target
     if target.kubeconfig and not Path(target.kubeconfig).is_file():
         raise ClusterRefused(f"--kubeconfig {target.kubeconfig}: no such file")
+    source, files = target.kubeconfig_source()
+    if not any(Path(f).is_file() for f in files):
+        raise ClusterRefused(f"{source}: no such file, so no cluster to benchmark: give --kubeconfig FILE, or set "
+                             "KUBECONFIG")
     contexts = kc.run("config", "get-contexts", "-o", "name")
     names = contexts.stdout.split()
     if target.context is not None and target.context not in names:

@@ -290,6 +290,14 @@ if skipped pod-to-pod && skipped pod-to-service && skipped dns && skipped pod-to
     for check in pod-to-pod pod-to-service dns pod-to-node pod-to-metadata; do skip "$check"; done
 else
     trap cleanup EXIT
+    # a hangup (the SSH session of the remote command dropped), Ctrl-C or SIGTERM: exit through
+    # cleanup. Without these traps bash is sometimes killed outright by the signal, without
+    # its EXIT trap, when it arrives while bash waits for a command substitution (1 in 5 runs
+    # of test_gate_deletes_its_namespace_when_it_is_stopped); with a trap, bash runs it once the
+    # foreground command has ended (bash(1), SIGNALS)
+    trap 'exit 129' HUP
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
     # a namespace left by an interrupted run goes first (the wait ends when it is gone)
     out=$(kubectl delete namespace "$CHECK_NS" --ignore-not-found --timeout="$(left)" 2>&1) ||
         check_failed "check setup (delete the namespace $CHECK_NS of an earlier run)" "$out"
