@@ -172,8 +172,17 @@ def test_a_busy_machine_contaminates_the_run_and_withholds_the_ranking(tmp_path)
             assert t["samples"] == [] and t["status"] == "invalid", t
             assert all(r["contaminated"] for r in t["repetitions"])
             assert t["validity"]["contaminated_repetitions"] == len(t["repetitions"])
-    cpu = next(t for t in subject(doc, "host-gw")["tests"] if t["name"] == "cpu-tcp")
-    assert all(r["value"] is None for r in cpu["repetitions"])
+    # the CPU figure of a repetition is also refused on its own when the machine was saturated
+    # during it (>= 95 % busy, docs/measurements.md); two `yes` keep the machine at 92-100 %,
+    # so which side of that line a 1-second test falls on is the machine's: the rule is checked
+    # against the busy share the repetition measured (once 92.5 %: a figure, flagged contaminated)
+    for s in doc["subjects"]:
+        cpu = next(t for t in s["tests"] if t["name"] == "cpu-tcp")
+        for r in cpu["repetitions"]:
+            saturated = r["details"]["machine_busy_fraction"] >= 0.95
+            assert (r["value"] is None) == saturated or r["invalid_reason"], r
+            if saturated:
+                assert r["invalid_reason"].startswith("the machine was saturated"), r
 
 
 def test_host_is_the_reference(quick_run):
