@@ -18,7 +18,6 @@ from typing import Any, Mapping
 
 from cnibench import results
 from cnibench.errors import InputError, ParseError
-from cnibench.results import summarize_node_usage
 
 KNB_DEFAULT_DURATION_S = 10  # knb v1.5.0: BENCHMARK_DURATION="10"
 # A knb report is 1-4 KB (tests/data/knb), its text form with knb's log lines a few KB more;
@@ -549,10 +548,10 @@ def to_document(
                          "nothing to import")
     doc["subjects"].append(subj)
     results.finalize(doc)
-    summarize_node_usage(doc)
     for test in subj["tests"]:
-        # one repetition per test: its CPU record is the test's (finalize and summarize_node_usage
-        # keep a few keys only, each the median of that one repetition: the same figure)
+        # one repetition per test: its CPU record is the test's (finalize keeps a few keys only,
+        # each the median of that one repetition: the same figure; so do the per-node medians of
+        # results.summarize_node_usage, which the copy makes unnecessary here)
         rep_cpu = test["repetitions"][0].get("cpu") if test["repetitions"] else None
         if rep_cpu and test.get("cpu") is not None:
             test["cpu"] = dict(rep_cpu)
