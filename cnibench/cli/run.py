@@ -63,7 +63,7 @@ def _plan_settings(duration: int, repeat: int, streams: int, load_levels: str, r
     try:
         return parse_config(raw)
     except ConfigError as exc:
-        problems = [p for p in (getattr(exc, "problems", None) or [str(exc)])]
+        problems = list(getattr(exc, "problems", None) or [str(exc)])
         text = "; ".join(problems)
         for key, flag in OPTION_OF_KEY.items():
             text = text.replace(f"cnibench:{key}", flag).replace(key, flag)
