@@ -248,6 +248,8 @@ def finalize(doc: dict[str, Any]) -> dict[str, Any]:
             for test in subject["tests"]:
                 if test["status"] != "skipped":
                     _finalize_v2(test)
+                elif test.get("skipped_reason"):  # not "not run yet": it never will be, and why
+                    test["validity"] = {"status": "not-measured", "reason": test["skipped_reason"]}
         ref = next((s for s in doc["subjects"] if s["name"] == doc.get("reference")), None)
         ref_tests = {t["name"]: t for t in ref["tests"]} if ref else {}
         for subject in doc["subjects"]:

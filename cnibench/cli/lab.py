@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from cnibench.cli.console import check_output_dir, err_console
 from cnibench.cli.extras import require_lab
@@ -22,6 +23,8 @@ from cnibench.lab.datapaths import DATAPATHS, DEFAULT_DATAPATHS
 from cnibench.suite.definition import BUSY_THRESHOLD
 from cnibench.suite.definition import LAB_DEFAULTS as LAB
 
+VM_MEMORY = 1024  # cnibench.lab.vm.host.DEFAULT_MEMORY_MIB (checked by a test; that module needs the lab extra)
+VM_TIMEOUT = 4 * 3600.0  # cnibench.lab.vm.host.DEFAULT_TIMEOUT_S
 LOADS_DEFAULT = ",".join(f"{fraction:g}" for fraction in LAB.load_fractions)
 
 
@@ -87,6 +90,13 @@ def lab(
     as_json: bool = typer.Option(False, "--json", help="Print the result document (JSON, schema v2) on stdout at the end; "
                                  "progress and the table stay on stderr. With --cleanup: what was removed."),
     run_id: Optional[str] = typer.Option(None, "--run-id", hidden=True, help="Fixed run id (4-12 [a-z0-9], tests)."),
+    vm: bool = typer.Option(False, "--vm", help="Run the lab inside a qemu guest booting Debian's kernel (every "
+                            "datapath's module is there); without hardware KVM it emulates, and every figure is "
+                            "marked functional only. First use downloads the kernel (~70 MB, cached)."),
+    vm_memory: int = typer.Option(VM_MEMORY, "--vm-memory", help="--vm: guest memory in MiB."),
+    vm_cpus: Optional[int] = typer.Option(None, "--vm-cpus", help="--vm: guest CPUs (default: every CPU this "
+                                          "process may use)."),
+    vm_timeout: float = typer.Option(VM_TIMEOUT, "--vm-timeout", help="--vm: seconds before the guest is killed."),
 ) -> None:
     """Measure pod networking datapaths locally, in network namespaces (needs root).
 
@@ -104,6 +114,8 @@ def lab(
     from cnibench.lab import nsutil, preflight
     from cnibench.lab.preflight import PreflightError
     from cnibench.lab.runner import LabInterrupted, LabOptions, run_lab
+    from cnibench.lab.vm.host import VMOptions, run_in_vm
+    from cnibench.lab.vm.image import ImageError
 
     console = err_console()
 
@@ -148,19 +160,23 @@ def lab(
         if repeat is not None:
             opts.repeat = repeat
         opts.validate()
+        vm_opts = VMOptions(memory_mib=vm_memory, cpus=vm_cpus, timeout_s=vm_timeout) if vm else None
+        if vm_opts:
+            vm_opts.validate()
         if os.geteuid() != 0:  # before --out: a user's --out may be a place only root can reach
             preflight.check(latency=opts.latency, service_proxy=opts.service_proxy, need_root=True)
         check_output_dir(out, "--out")  # else the results of the whole run are lost at its end
     except (InputError, ValueError, PreflightError) as exc:
         raise refuse(str(exc)) from None
     try:
-        result = run_lab(opts, console)
-    except (PreflightError, ValueError) as exc:
+        result = run_in_vm(opts, vm_opts, console) if vm_opts else run_lab(opts, console)
+    except (PreflightError, ValueError, ImageError) as exc:
         raise refuse(str(exc)) from None
     except (KeyboardInterrupt, LabInterrupted):
         raise typer.Exit(ExitCode.INTERRUPTED) from None
     except Exception as exc:  # noqa: BLE001 - any other failure is reported, and the run has cleaned up
-        console.print(f"[red]lab run failed: {type(exc).__name__}: {exc}[/] (everything it created was removed)")
+        console.print(f"[red]lab run failed: {type(exc).__name__}: {escape(str(exc))}[/] (everything it created was "
+                      "removed)")
         raise typer.Exit(ExitCode.FAILED) from None
     if as_json and result.doc is not None:
         sys.stdout.write(json.dumps(result.doc, indent=2) + "\n")
