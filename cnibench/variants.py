@@ -435,7 +435,7 @@ _VARIANTS: tuple[Variant, ...] = (
         ports=(_FLANNEL_WG_PORT,),
         min_kernel=(5, 6),
         encap_one_flow=True,
-        lab_datapath=None,
+        lab_datapath="wireguard",
         summary="encrypted WireGuard tunnel (udp 51820)",
     ),
     _flannel(

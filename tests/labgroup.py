@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import pytest
 
-LAB_FILES = ("tests/test_lab.py", "tests/test_lab_faults.py", "tests/test_lab_report.py", "tests/test_lab_vm.py")
+LAB_FILES = ("tests/test_lab.py", "tests/test_lab_faults.py", "tests/test_lab_report.py", "tests/test_lab_paths.py",
+             "tests/test_lab_vm.py")
 GROUP = "lab"
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from cnibench.lab import nsutil
 
 QUICK = ["--quick"]
-ROOT_LINK_NAMES = {"eth0", "cni0", "flannel.1", "flannel.ipip", "gnv0", "br0", "br1", "br2", "n1", "n2", "m0", "m1",
-                   "t0"}
+ROOT_LINK_NAMES = {"eth0", "cni0", "flannel.1", "flannel.ipip", "gnv0", "flannel-wg", "kube-dummy-if", "br0", "br1", "br2",
+                   "n1", "n2", "m0", "m1", "t0"}
 
 
 def new_id() -> str:

@@ -121,7 +121,7 @@ def test_unknown_names_keep_their_clear_errors(tmp_path):
     res = runner.invoke(app, ["matrix", "-v", "calico", "--out", str(tmp_path)])
     assert res.exit_code == ExitCode.REFUSED
     assert "unknown variant(s) calico" in res.stderr and "cilium-native" in res.stderr and res.stdout == ""
-    res = runner.invoke(app, ["lab", "-d", "wireguard", "--out", str(tmp_path / "o"), "--json"])
+    res = runner.invoke(app, ["lab", "-d", "calico", "--out", str(tmp_path / "o"), "--json"])
     assert res.exit_code == ExitCode.REFUSED and res.stdout == ""
     assert "known: host" in " ".join(res.stderr.split())
 

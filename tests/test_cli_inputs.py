@@ -71,7 +71,8 @@ LAB_CASES = [
     (["--run-id", "x"], ["--run-id 'x'", "4 to 12 lowercase letters or digits"]),
     (["--run-id", "BAD_Id!"], ["--run-id 'BAD_Id!'"]),
     (["--service-proxy", "ipvs"], ["--service-proxy 'ipvs'", "nft or iptables"]),
-    (["-d", "wireguard"], ["--datapath", "wireguard", "known: host"]),
+    (["-d", "calico"], ["--datapath", "calico", "known: host", "wireguard"]),
+    (["--ipvs", "--no-service"], ["--ipvs", "--no-service"]),
 ]
 
 

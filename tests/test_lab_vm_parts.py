@@ -196,3 +196,16 @@ def test_the_table_shows_the_functional_only_caveat_and_no_ranking():
     text = console.export_text()
     assert "functional only: measured in a guest under software emulation" in text
     assert "no ranking: measured under software emulation" in text
+
+
+def test_the_host_check_names_every_missing_package_at_once(tmp_path, monkeypatch):
+    from cnibench.lab.preflight import PreflightError
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty PATH: no tool is found
+    with pytest.raises(PreflightError) as err:
+        host.check_host(LabOptions(datapaths=("wireguard", "vxlan"), ipvs=True))
+    text = str(err.value)
+    assert text.startswith("cannot run the lab in a VM:")
+    for package in ("qemu-system-x86", "cpio", "kmod", "iperf3", "nftables", "wireguard-tools", "ipvsadm"):
+        assert f"Debian package {package}" in text, package
+    assert "setup.sh --vm" in text

@@ -40,7 +40,8 @@ def run(root: Path, files: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_scope_of_a_test_id():
-    assert LAB_FILES == ("tests/test_lab.py", "tests/test_lab_faults.py", "tests/test_lab_report.py")
+    assert LAB_FILES == ("tests/test_lab.py", "tests/test_lab_faults.py", "tests/test_lab_report.py",
+                         "tests/test_lab_paths.py", "tests/test_lab_vm.py")
     assert lab_scope("tests/test_lab.py::test_x[host]") == "lab"
     assert lab_scope("tests/test_lab_faults.py::test_y") == "lab"
     assert lab_scope("tests/test_compare.py::test_z") is None

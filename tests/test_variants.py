@@ -124,7 +124,7 @@ NEEDS_IMDSV1 = {"flannel-aws-vpc"}
 # in for each variant: the same packets on the wire between the nodes. None: the lab has no
 # equivalent (no WireGuard datapath; ENI IPAM needs AWS).
 LAB_DATAPATHS = {
-    "flannel-vxlan": "vxlan", "flannel-host-gw": "host-gw", "flannel-ipip": "ipip", "flannel-wireguard": None,
+    "flannel-vxlan": "vxlan", "flannel-host-gw": "host-gw", "flannel-ipip": "ipip", "flannel-wireguard": "wireguard",
     "flannel-aws-vpc": "host-gw",  # one route per node's pod range, via the node: what host-gw does
     "kube-router-overlay": "ipip", "kube-router-native": "host-gw", "kube-router-proxy": "host-gw",
     "cilium-vxlan": "vxlan", "cilium-geneve": "geneve", "cilium-native": "host-gw", "cilium-native-kpr": "host-gw",

@@ -51,7 +51,8 @@ def lab(
         help=f"Datapath to measure (repeatable; default: all). One of: {', '.join(DATAPATHS)}. "
         "'host' (the reference) is always measured."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Measured seconds per iperf3 test (default 1, after --omit)."),
-    omit: int = typer.Option(LAB.omit_s, "--omit", help="iperf3 -O: seconds of slow start not counted (default 1)."),
+    omit: Optional[int] = typer.Option(None, "--omit", help=f"iperf3 -O: seconds of slow start not counted "
+                                       f"(default {LAB.omit_s}; 0 with --functional)."),
     rr_duration: Optional[float] = typer.Option(None, "--rr-duration",
                                                 help="Seconds per sockperf/wrk test (default 1)."),
     repeat: Optional[int] = typer.Option(None, "--repeat", "-r",
@@ -67,6 +68,14 @@ def lab(
     streams: int = typer.Option(1, "--streams", "-P", help="Parallel iperf3 streams (1-128)."),
     no_udp: bool = typer.Option(False, "--no-udp", help="Skip the UDP throughput test."),
     no_service: bool = typer.Option(False, "--no-service", help="Skip the pod-to-service (DNAT) test."),
+    both_ways: bool = typer.Option(False, "--both-ways",
+                                   help="Also measure every throughput test in reverse (iperf3 -R: the server "
+                                        "sends; tcp-reverse, udp-reverse, tcp-service-reverse...) and UDP to the "
+                                        "service (udp-service)."),
+    ipvs: bool = typer.Option(False, "--ipvs",
+                              help="Also measure the service tests through IPVS (kube-router's service proxy: "
+                                   "the VIP on kube-dummy-if, masquerade to the pod; tcp-service-ipvs...); "
+                                   "skipped, with the reason, where the kernel has no IPVS."),
     no_latency: bool = typer.Option(False, "--no-latency",
                                     help="Skip the sockperf and wrk tests (request/response, connection rate, "
                                          "latency under load, HTTP)."),
@@ -85,6 +94,9 @@ def lab(
                                      "a cross-core wake-up on a VM can cost ~100 µs)."),
     quick: bool = typer.Option(False, "--quick", help="Smoke run: one repetition (no intervals) and a short load "
                                "guard; the tests keep their 1 s."),
+    functional: bool = typer.Option(False, "--functional",
+                                    help="Does every path pass traffic (slow or emulated machines): one repetition "
+                                         "of 1 s tests, --omit 0, no latency or CPU tests, --both-ways and --ipvs."),
     no_chart: bool = typer.Option(False, "--no-chart", help="Do not write the PNG chart."),
     cleanup: bool = typer.Option(False, "--cleanup", help="Only remove leftovers of lab runs whose process is gone, then exit."),
     as_json: bool = typer.Option(False, "--json", help="Print the result document (JSON, schema v2) on stdout at the end; "
@@ -147,12 +159,16 @@ def lab(
         opts = LabOptions(datapaths=tuple(dict.fromkeys(datapath)) if datapath else DEFAULT_DATAPATHS, out=out,
                           split_subnets=split_subnets, streams=streams, udp=not no_udp, service=not no_service,
                           latency=not no_latency, cpu=not no_cpu, latency_loads=_parse_floats(loads),
-                          udp_rate_mbit=udp_rate, busy_threshold=busy_threshold, omit=omit, repeat_min=repeat_min,
+                          udp_rate_mbit=udp_rate, busy_threshold=busy_threshold, repeat_min=repeat_min,
                           repeat_max=repeat_max, target_half_width=target, service_proxy=service_proxy,
                           pin_cpu=None if pin_cpu < 0 else pin_cpu,
-                          run_id=run_id, chart=not no_chart)
+                          run_id=run_id, chart=not no_chart, both_ways=both_ways, ipvs=ipvs)
         if quick:
             opts = opts.quick()
+        if functional:
+            opts = opts.functional()
+        if omit is not None:
+            opts.omit = omit
         if duration is not None:
             opts.duration = duration
         if rr_duration is not None:

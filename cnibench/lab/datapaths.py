@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cnibench.variants import Underlay  # the catalog states the underlay needs
+from cnibench.variants import CATALOG, Underlay  # the catalog states the underlay needs and overheads
 
 L2 = Underlay.L2.value
 L3 = Underlay.L3.value
@@ -44,6 +44,10 @@ DATAPATHS: dict[str, Datapath] = {
                  "geneve", "bridge", "cilium geneve"),
         Datapath("ipvlan", "pods are ipvlan (L2 mode) slaves of the node NIC, routes via the peer node IP", L2, 0,
                  "ipvlan", "ipvlan", "reference CNI ipvlan plugin"),
+        # the catalog's overhead (flannel pkg/backend/wireguard/wireguard_network.go: 80 bytes)
+        Datapath("wireguard", "pods on a bridge, wireguard device flannel-wg (udp 51820, a key pair per run) to the "
+                 "peer node, MTU 1420", L3, CATALOG["flannel-wireguard"].encap_overhead, "wireguard", "bridge",
+                 "flannel wireguard"),
     )
 }
 
@@ -57,7 +61,7 @@ class L2AdjacencyError(RuntimeError):
         self.datapath = datapath
         super().__init__(
             f"{datapath} needs L2 adjacency (both nodes in the same subnet, "
-            f"underlay '{L2}'): {detail}. Encapsulating datapaths (vxlan, ipip, geneve) work "
+            f"underlay '{L2}'): {detail}. Encapsulating datapaths (vxlan, ipip, geneve, wireguard) work "
             f"across subnets; run without --split-subnets to measure {datapath}."
         )
 
@@ -70,9 +74,14 @@ class KernelFeatureMissing(RuntimeError):
         self.feature = feature
         super().__init__(
             f"{datapath} skipped: the kernel cannot create '{feature}' devices ({detail}); it needs "
-            f"CONFIG_{_KCONFIG.get(feature, feature.upper())} (module {feature})"
+            f"{kconfig(feature)} (module {feature})"
         )
 
 
 _KCONFIG = {"ipip": "NET_IPIP", "geneve": "GENEVE", "ipvlan": "IPVLAN", "vxlan": "VXLAN", "veth": "VETH",
-            "bridge": "BRIDGE"}
+            "bridge": "BRIDGE", "wireguard": "WIREGUARD", "dummy": "DUMMY"}
+
+
+def kconfig(feature: str) -> str:
+    """The kernel option that provides a link kind (``CONFIG_...``)."""
+    return f"CONFIG_{_KCONFIG.get(feature, feature.upper())}"

@@ -224,13 +224,16 @@ class Iperf3Run:
 
 def iperf3(ns: str, server: str, *, duration: float, omit: int = 0, udp: bool = False, streams: int = 1,
            bitrate: str | None = None, length: int | None = None, port: int = IPERF3_PORT, logfile: Path,
-           server_pid: int | None = None) -> Iperf3Run:
+           server_pid: int | None = None, reverse: bool = False) -> Iperf3Run:
     """Run an iperf3 client in ``ns``. ``bitrate`` (iperf3 ``-b``, e.g. ``500M``) fixes the offered
-    rate, ``length`` the UDP datagram / TCP write size, ``omit`` the seconds not counted."""
+    rate, ``length`` the UDP datagram / TCP write size, ``omit`` the seconds not counted;
+    ``reverse`` (``-R``): the server sends and the client receives."""
     argv = ["iperf3", "-J", "-c", server, "-p", str(port), "-t", f"{duration:g}", "-O", str(omit),
             "-P", str(streams), "--logfile", str(logfile)]
     if udp:
         argv += ["-u"]
+    if reverse:
+        argv += ["-R"]
     if udp or bitrate:
         argv += ["-b", bitrate or "0"]
     if length:

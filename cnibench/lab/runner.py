@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from cnibench import parsers, results, stats
 from cnibench.errors import ExitCode
-from cnibench.lab import measure, nsutil, preflight, topology
+from cnibench.lab import measure, nsutil, preflight, service, topology
 from cnibench.lab.datapaths import DATAPATHS, DEFAULT_DATAPATHS, KernelFeatureMissing, L2AdjacencyError
 from cnibench.report import single as report
 from cnibench.suite import definition, records
@@ -70,10 +70,17 @@ class LabOptions:
     pin_cpu: int | None = 0  # request/response tests: client and server on this CPU (None: unpinned)
     run_id: str | None = None
     chart: bool = True
+    both_ways: bool = False  # iperf3 -R twins of the throughput tests, and UDP to the service
+    ipvs: bool = False  # the service tests again through IPVS, as kube-router's service proxy
 
     def quick(self) -> LabOptions:
         """Small figures for tests and smoke runs (one repetition, 1 s tests)."""
         return replace(self, duration=1.0, rr_duration=1.0, repeat=1, guard_seconds=0.3, guard_retries=0)
+
+    def functional(self) -> LabOptions:
+        """Does every path pass traffic (slow or emulated machines): the quick run without the
+        omitted second and the latency and CPU tests, every direction and both service proxies."""
+        return replace(self.quick(), omit=0, latency=False, cpu=False, both_ways=True, ipvs=True)
 
     @property
     def bounds(self) -> tuple[int, int]:
@@ -85,7 +92,7 @@ class LabOptions:
                        rr_duration_s=self.rr_duration, streams=self.streams, load_fractions=self.latency_loads,
                        udp_rate_mbit=self.udp_rate_mbit, repeat_min=lo, repeat_max=hi,
                        target_half_width=self.target_half_width, udp=self.udp, service=self.service,
-                       latency=self.latency, cpu=self.cpu)
+                       latency=self.latency, cpu=self.cpu, both_ways=self.both_ways, ipvs=self.ipvs)
 
     def validate(self) -> None:
         """Every option checked before the first namespace is made; the error names the option."""
@@ -126,7 +133,10 @@ class LabOptions:
             raise ValueError(f"--pin-cpu {self.pin_cpu}: this process may run on CPUs {_cpu_list(allowed)} "
                              "(or -1: unpinned)")
         if self.service_proxy not in ("nft", "iptables"):
-            raise ValueError(f"--service-proxy {self.service_proxy!r}: must be nft or iptables")
+            raise ValueError(f"--service-proxy {self.service_proxy!r}: must be nft or iptables "
+                             "(IPVS, kube-router's proxy, is --ipvs)")
+        if self.ipvs and not self.service:
+            raise ValueError("--ipvs adds service tests through IPVS: it cannot go with --no-service")
         # above 1 the target exceeds what the host network itself reached: the gate must then
         # refuse the repetition (a way to see the gate work); 10x is far beyond any generator
         if not self.latency_loads or any(not (math.isfinite(f) and 0 < f <= MAX_LOAD) for f in self.latency_loads):
@@ -233,6 +243,13 @@ def _check_interrupt() -> None:
         raise _interrupt(_STOP.signum)
 
 
+def note_interrupt(exc: BaseException, run: LabRun, console: Console, doing: str) -> None:
+    """Say which signal stopped the run and what happens now; the run exits 130 (README, Exit codes)."""
+    what = "SIGINT" if isinstance(exc, KeyboardInterrupt) else str(exc)
+    console.print(f"[yellow]interrupted ({what}): {doing}[/]")
+    run.exit_code = ExitCode.INTERRUPTED
+
+
 def run_lab(opts: LabOptions, console: Console | None = None) -> LabRun:
     """Run the lab end to end. Always removes every namespace, process and state file of
     the run before returning (or re-raising), including on Ctrl-C and SIGTERM."""
@@ -276,9 +293,7 @@ def run_lab(opts: LabOptions, console: Console | None = None) -> LabRun:
         _check_interrupt()
         return run
     except (KeyboardInterrupt, LabInterrupted) as exc:
-        what = "SIGINT" if isinstance(exc, KeyboardInterrupt) else str(exc)
-        console.print(f"[yellow]interrupted ({what}): cleaning up run {run_id}[/]")
-        run.exit_code = ExitCode.INTERRUPTED
+        note_interrupt(exc, run, console, f"cleaning up run {run_id}")
         raise
     finally:
         # first, before any call (a signal is handled only at a call or a loop): from here a
@@ -338,12 +353,21 @@ def _run(opts: LabOptions, names: list[str], run_id: str, state: Path, clusters:
                         "stopped": "not-adaptive" if lo == hi else "cap"},
         "extra": {"split_subnets": opts.split_subnets, "service_proxy": opts.service_proxy,
                   "busy_threshold": opts.busy_threshold, "guard_seconds": opts.guard_seconds,
+                  "both_ways": opts.both_ways,
                   "cpu_pinning": PINNING_NOTE.format(cpu=opts.pin_cpu) if opts.pin_cpu is not None else
                   "none: request/response tests may cross cores (on a VM a cross-core wake-up can cost ~100 µs)"},
     }
     doc = results.new_document("lab", run_id=run_id, environment=env, parameters=params, reference="host")
     fail_at = os.environ.get(FAIL_AT_ENV)
     serve_sizes = tuple(sorted({*settings.http_sizes, settings.crr_size}))
+
+    # ---------------------------------------------------------------- kernel probes, then their tools
+    skips, ipvs_skip = _probe(opts, names, run_id)
+    preflight.check_feature_tools([n for n in names if n not in skips], ipvs=opts.ipvs and ipvs_skip is None)
+    if opts.ipvs:
+        doc["parameters"]["extra"]["ipvs"] = ipvs_skip or "IPVS masquerade to the server pod, VIP on kube-dummy-if (kube-router)"
+        if ipvs_skip:
+            console.print(f"[yellow]skip[/] {ipvs_skip}")
 
     # ---------------------------------------------------------------- build
     active: list[tuple[dict, topology.Cluster, measure.Servers]] = []
@@ -356,13 +380,10 @@ def _run(opts: LabOptions, names: list[str], run_id: str, state: Path, clusters:
             configured_mtu=topology.UNDERLAY_MTU - dp.encap_overhead, cni=dp.like,
         )
         doc["subjects"].append(subject)
-        if dp.kernel_feature:
-            problem = topology.probe_kernel_feature(run_id, dp.kernel_feature)
-            if problem:
-                reason = str(KernelFeatureMissing(name, dp.kernel_feature, f"Linux {os.uname().release}, {problem}"))
-                subject.update(status="skipped", skipped_reason=reason)
-                console.print(f"[yellow]skip[/] {reason}")
-                continue
+        if name in skips:
+            subject.update(status="skipped", skipped_reason=skips[name])
+            console.print(f"[yellow]skip[/] {skips[name]}")
+            continue
         cluster = topology.Cluster(run_id, dp, state, split=opts.split_subnets)
         clusters.append(cluster)
         try:
@@ -394,7 +415,8 @@ def _run(opts: LabOptions, names: list[str], run_id: str, state: Path, clusters:
     doc["parameters"]["extra"]["calibration"] = calib
 
     # ---------------------------------------------------------------- tests
-    blocks = [_Block(subject, cluster, _steps(opts, settings, subject, cluster, srv, run_id, state, calib, udp_size))
+    blocks = [_Block(subject, cluster, _steps(opts, settings, subject, cluster, srv, run_id, state, calib, udp_size,
+                                              ipvs_skip))
               for subject, cluster, srv in active]
     per_rep = sum(len(b.steps) for b in blocks)
     guard = {"blocks": 0, "contaminated": 0, "retried": 0}
@@ -445,6 +467,20 @@ def _run(opts: LabOptions, names: list[str], run_id: str, state: Path, clusters:
             subject["observed_mtu"] = int(mtu["stats"]["median"])
     doc["extra"] = _verdict(opts, guard)
     return doc
+
+
+def _probe(opts: LabOptions, names: list[str], run_id: str) -> tuple[dict[str, str], str | None]:
+    """What this kernel cannot build: the skip reason of each such datapath, and of the IPVS
+    service path (None: it can, or --ipvs is off)."""
+    skips: dict[str, str] = {}
+    for name in names:
+        _check_interrupt()
+        feature = DATAPATHS[name].kernel_feature
+        problem = topology.probe_kernel_feature(run_id, feature) if feature else None
+        if feature and problem:
+            skips[name] = str(KernelFeatureMissing(name, feature, f"Linux {os.uname().release}, {problem}"))
+    ipvs_skip = service.probe_ipvs(run_id) if opts.ipvs and opts.service else None
+    return skips, ipvs_skip
 
 
 def _verdict(opts: LabOptions, guard: dict) -> dict:
@@ -525,7 +561,7 @@ def _drop_cluster(cluster: topology.Cluster, clusters: list) -> None:
 
 def _describe(step: _Step, record: dict) -> str:
     t = step.test
-    head = f"  rep {record['index'] + 1} {step.subject['name']:8s} {t['name']:20s}"
+    head = f"  rep {record['index'] + 1} {step.subject['name']:9s} {t['name']:24s}"
     if not record.get("valid"):
         return f"{head} [yellow]invalid[/]: {record.get('invalid_reason')}"
     v = record["value"]
@@ -545,13 +581,15 @@ def _describe(step: _Step, record: dict) -> str:
 
 
 def _steps(opts: LabOptions, settings: definition.SuiteSettings, subject: dict, cluster: topology.Cluster,
-           srv: measure.Servers, run_id: str, state: Path, calib: dict, udp_size: int) -> list[_Step]:
+           srv: measure.Servers, run_id: str, state: Path, calib: dict, udp_size: int,
+           ipvs_skip: str | None = None) -> list[_Step]:
     steps: list[_Step] = []
     name = subject["name"]
     logdir = state / name
     is_host = name == "host"
     service_ok = not is_host and bool(cluster.pods)
     defs = definition.suite_tests(settings, udp_size=udp_size, service=service_ok)
+    paths = service.ServicePaths(cluster, measure.IPERF3_PORT, opts.service_proxy)
     vip: str | None = None
     for d in defs:
         path = "pod-to-service" if d.service else cluster.path
@@ -561,15 +599,16 @@ def _steps(opts: LabOptions, settings: definition.SuiteSettings, subject: dict, 
         test["parameters"] = dict(d.parameters)
         subject["tests"].append(test)
         if d.service:
-            if cluster.datapath.pods == "ipvlan":
-                test.update(status="skipped", skipped_reason=IPVLAN_NO_SERVICE_PATH)
+            skip = IPVLAN_NO_SERVICE_PATH if cluster.datapath.pods == "ipvlan" else ipvs_skip if d.ipvs else None
+            if skip:
+                test.update(status="skipped", skipped_reason=skip)
                 continue
             try:
-                vip = cluster.install_service(measure.IPERF3_PORT, opts.service_proxy)
-            except (RuntimeError, OSError) as exc:
+                vip = paths.vip(d.ipvs)
+            except RuntimeError as exc:
                 test.update(status="error", error=str(exc))
                 continue
-            test["parameters"].update(service_ip=vip, proxy=f"{opts.service_proxy} DNAT (kube-proxy style)")
+            test["parameters"].update(service_ip=vip, proxy=paths.describe(d.ipvs))
         if d.kind == "latency" and not (calib.get(f"max-msg-rate-{d.protocol}") or {}).get("value"):
             test.update(status="error", error="no reference rate: the host calibration failed")
             continue
@@ -594,12 +633,12 @@ def _test_fn(opts: LabOptions, settings: definition.SuiteSettings, d: TestDef, c
 
     def tcp(rep: int) -> dict:
         run = measure.iperf3(client, ip, duration=opts.duration, omit=opts.omit, streams=d.parameters["streams"],
-                             logfile=log)
+                             logfile=log, reverse=d.reverse)
         return records.iperf3_record(rep, run.result, target=ip)
 
     def udp(rep: int) -> dict:
         run = measure.iperf3(client, ip, duration=opts.duration, omit=opts.omit, udp=True,
-                             bitrate=f"{settings.udp_rate_mbit}M", length=d.size, logfile=log)
+                             bitrate=f"{settings.udp_rate_mbit}M", length=d.size, logfile=log, reverse=d.reverse)
         return records.iperf3_record(rep, run.result, offered_mbit=settings.udp_rate_mbit, target=ip)
 
     def rr(rep: int) -> dict:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,13 +25,16 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from cnibench.lab import cni
 from cnibench.lab.datapaths import DATAPATHS, Datapath, KernelFeatureMissing, L2AdjacencyError
-from cnibench.lab.nsutil import NETNS_DIR, create_ns, ipr_in, ns_name, sysctl
+from cnibench.lab.nsutil import NETNS_DIR, create_ns, ipr_in, ns_exec, ns_name, sysctl
+from cnibench.variants import CATALOG
 
 UNDERLAY_MTU = 1500
 POD_CIDRS = ("10.244.1.0/24", "10.244.2.0/24")
-SERVICE_VIP = "10.96.0.10"
 VXLAN_PORT = 8472  # flannel's default
 GENEVE_PORT = 6081
+# flannel Documentation/backends.md, wireguard: "ListenPort ... Defaults to 51820" (the catalog's net-conf)
+WG_PORT = int(CATALOG["flannel-wireguard"].datapath["Backend"]["ListenPort"])
+WG_DEV = "flannel-wg"  # flannel's device name (pkg/backend/wireguard)
 
 
 @dataclass(frozen=True)
@@ -256,6 +261,8 @@ class Cluster:
             self._configure_ipip()
         elif dp == "geneve":
             self._configure_geneve()
+        elif dp == "wireguard":
+            self._configure_wireguard()
         else:  # pragma: no cover
             raise ValueError(f"unknown datapath {dp}")
 
@@ -332,44 +339,53 @@ class Cluster:
                 nr.neigh("add", dst=self._tunnel_addr(peer), lladdr=macs[peer], ifindex=idx, state="permanent")
                 nr.route("add", dst=POD_CIDRS[peer], gateway=self._tunnel_addr(peer), oif=idx, flags=4)
 
-    # ------------------------------------------------------------------ service (kube-proxy)
-    def install_service(self, port: int, proxy: str = "nft") -> str:
-        """DNAT ``SERVICE_VIP:port`` to the server pod in the client's node namespace, as
-        kube-proxy does on every node (PREROUTING for pod traffic, OUTPUT for host traffic)."""
-        node = self.nodes[0]
-        target = f"{self.server_ip}:{port}"
-        import subprocess
-
-        from cnibench.lab.nsutil import ns_exec
-
-        if proxy == "nft":
-            rules = (
-                "table ip cnibench_svc {\n"
-                "  chain prerouting {\n"
-                "    type nat hook prerouting priority dstnat; policy accept;\n"
-                f"    ip daddr {SERVICE_VIP} tcp dport {port} counter dnat to {target}\n"
-                "  }\n"
-                "  chain output {\n"
-                "    type nat hook output priority -100; policy accept;\n"
-                f"    ip daddr {SERVICE_VIP} tcp dport {port} counter dnat to {target}\n"
-                "  }\n"
-                "}\n"
-            )
-            cmds: list[tuple[list[str], str | None]] = [(ns_exec(node, ["nft", "-f", "-"]), rules)]
-        else:
-            cmds = [(ns_exec(node, ["iptables", "-w", "-t", "nat", *args]), None) for args in (
-                ["-N", "KUBE-SERVICES"], ["-N", "KUBE-SVC-CNIBENCH"], ["-N", "KUBE-SEP-CNIBENCH"],
-                ["-A", "PREROUTING", "-j", "KUBE-SERVICES"], ["-A", "OUTPUT", "-j", "KUBE-SERVICES"],
-                ["-A", "KUBE-SERVICES", "-d", f"{SERVICE_VIP}/32", "-p", "tcp", "--dport", str(port),
-                 "-j", "KUBE-SVC-CNIBENCH"],
-                ["-A", "KUBE-SVC-CNIBENCH", "-j", "KUBE-SEP-CNIBENCH"],
-                ["-A", "KUBE-SEP-CNIBENCH", "-p", "tcp", "-j", "DNAT", "--to-destination", target],
-            )]
-        for argv, stdin in cmds:
-            p = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    def _wg_keypair(self, i: int) -> tuple[Path, str]:
+        """A fresh private key (file, mode 0600, in the run's state directory) and its public key."""
+        def wg(*args: str, stdin: str | None = None) -> str:
+            p = subprocess.run(["wg", *args], input=stdin, capture_output=True, text=True, timeout=10)
             if p.returncode != 0:
-                raise RuntimeError(f"installing the service DNAT with {argv[4]} failed: {p.stderr.strip()}")
-        return SERVICE_VIP
+                raise RuntimeError(f"wg {args[0]} failed: {p.stderr.strip()}")
+            return p.stdout.strip()
+
+        private = wg("genkey")
+        keydir = self.state / "wireguard"
+        keydir.mkdir(mode=0o700, exist_ok=True)
+        path = keydir / f"{self.datapath.name}-n{i + 1}.key"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(private + "\n")
+        return path, wg("pubkey", stdin=private + "\n")
+
+    def _configure_wireguard(self) -> None:
+        """As flannel's wireguard backend (pkg/backend/wireguard/device.go): a wireguard device
+        flannel-wg per node, MTU 1500 - 80, the node's .0/32 on it, one peer per other node
+        (its public key, endpoint <node IP>:51820, allowed IPs its pod range), a route via the
+        device (flannel routes its whole network; here the peer's pod range). Keys are made per
+        run with ``wg genkey``, as flannel generates one when /run/flannel/wgkey does not exist."""
+        if shutil.which("wg") is None:
+            raise RuntimeError("'wg' not found: install the Debian package wireguard-tools "
+                               "(apt-get install wireguard-tools)")
+        a = self.addr
+        keys = [self._wg_keypair(i) for i in range(2)]
+        for i, node in enumerate(self.nodes):
+            with _ipr(node) as nr:
+                try:
+                    nr.link("add", ifname=WG_DEV, kind="wireguard", mtu=self.configured_mtu)
+                except NetlinkError as exc:
+                    raise self._feature_error(exc, "wireguard") from exc
+                nr.addr("add", index=_idx(nr, WG_DEV), address=self._tunnel_addr(i), prefixlen=32)
+        for i, node in enumerate(self.nodes):
+            peer = 1 - i
+            argv = ns_exec(node, ["wg", "set", WG_DEV, "listen-port", str(WG_PORT), "private-key", str(keys[i][0]),
+                                  "peer", keys[peer][1], "endpoint", f"{a.node_ips[peer]}:{WG_PORT}",
+                                  "allowed-ips", f"{POD_CIDRS[peer]},{self._tunnel_addr(peer)}/32"])
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            if p.returncode != 0:
+                raise RuntimeError(f"wg set {WG_DEV} in {node} failed: {p.stderr.strip()}")
+            with _ipr(node) as nr:
+                idx = _idx(nr, WG_DEV)
+                nr.link("set", index=idx, state="up")
+                nr.route("add", dst=POD_CIDRS[peer], oif=idx, scope=253)  # scope link, as flannel's route
 
     # ------------------------------------------------------------------ all
     def build(self) -> None:

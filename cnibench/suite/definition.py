@@ -64,6 +64,8 @@ class SuiteSettings:
     service: bool = True
     latency: bool = True  # request/response, connection rate, under-load and HTTP tests
     cpu: bool = True
+    both_ways: bool = False  # the lab's --both-ways: iperf3 -R twins of the throughput tests, and udp-service
+    ipvs: bool = False  # the lab's --ipvs: the service tests again through IPVS (kube-router's proxy)
 
     def udp_size(self, smallest_mtu: int) -> int:
         """The one UDP payload size of the run: the largest that fits the smallest pod MTU
@@ -111,6 +113,8 @@ class TestDef:
     size: int = 0  # message, datagram or response size in bytes
     load_fraction: float = 0.0  # latency under load: of the host's maximum message rate
     service: bool = False  # to the ClusterIP instead of the server pod (not on the host reference)
+    ipvs: bool = False  # the ClusterIP through IPVS (kube-router) rather than kube-proxy's DNAT
+    reverse: bool = False  # iperf3 -R: the server sends, the client receives
     closed_loop: bool = False  # the generator waits for each response: a rate, not a latency at fixed load
     primary: bool = False  # drives the adaptive repetitions
     parameters: dict = field(default_factory=dict)
@@ -118,8 +122,11 @@ class TestDef:
 
     @property
     def reference_test(self) -> str:
-        """The host test this test's ratio is taken against."""
-        return "tcp" if self.service and self.kind == "tcp" else self.name
+        """The host test this test's ratio is taken against: a service test's is the host's
+        test of its protocol and direction (``udp-service-reverse`` -> ``udp-reverse``)."""
+        if self.service and self.kind in ("tcp", "udp"):
+            return self.kind + ("-reverse" if self.reverse else "")
+        return self.name
 
 
 def suite_tests(settings: SuiteSettings, *, udp_size: int, service: bool = True,
@@ -128,17 +135,16 @@ def suite_tests(settings: SuiteSettings, *, udp_size: int, service: bool = True,
     ``no_service_path`` is the reason a datapath cannot reach services: its service test is
     then kept, as skipped with that reason."""
     s = settings
-    tests = [TestDef("tcp", "tcp", "iperf3", "Gbit/s", True, "receiver throughput",
-                     parameters={"streams": s.streams, "omit_s": s.omit_s, "duration_s": s.duration_s})]
-    if s.service and service:
-        tests.append(TestDef("tcp-service", "tcp", "iperf3", "Gbit/s", True, "receiver throughput", service=True,
-                             parameters={"streams": 1, "omit_s": s.omit_s, "duration_s": s.duration_s},
-                             skipped_reason=no_service_path))
+    tcp = TestDef("tcp", "tcp", "iperf3", "Gbit/s", True, "receiver throughput",
+                  parameters={"streams": s.streams, "omit_s": s.omit_s, "duration_s": s.duration_s})
+    tests = _throughput(s, tcp, service and s.service, no_service_path=no_service_path)
     if s.udp:
-        tests.append(TestDef("udp", "udp", "iperf3", "Gbit/s", True, "receiver throughput at a fixed offered rate",
-                             protocol="udp", size=udp_size,
-                             parameters={"offered_mbit": s.udp_rate_mbit, "datagram_bytes": udp_size,
-                                         "omit_s": s.omit_s, "duration_s": s.duration_s}))
+        udp = TestDef("udp", "udp", "iperf3", "Gbit/s", True, "receiver throughput at a fixed offered rate",
+                      protocol="udp", size=udp_size,
+                      parameters={"offered_mbit": s.udp_rate_mbit, "datagram_bytes": udp_size,
+                                  "omit_s": s.omit_s, "duration_s": s.duration_s})
+        # udp-service only with --both-ways: the cloud suite (and a lab run without it) keeps its tests
+        tests += _throughput(s, udp, service and s.service and s.both_ways, no_service_path=no_service_path)
     if s.latency:
         for proto in ("tcp", "udp"):
             for size in s.rr_sizes:
@@ -174,6 +180,28 @@ def suite_tests(settings: SuiteSettings, *, udp_size: int, service: bool = True,
     # without any of the primary tests (e.g. the latency tests turned off) TCP throughput decides
     primaries = set(s.primary_tests) & {t.name for t in tests} or {"tcp"}
     return [replace(t, primary=True) if t.name in primaries else t for t in tests]
+
+
+def _throughput(s: SuiteSettings, base: TestDef, service: bool, *, no_service_path: str | None) -> list[TestDef]:
+    """``base`` (tcp or udp), its service tests (DNAT, then IPVS with ``s.ipvs``) and, with
+    ``s.both_ways``, each one's reverse twin (iperf3 -R) right after it. The TCP service test
+    runs one stream (as it always did), the UDP one keeps the datagram size and offered rate."""
+    variants = [base]
+    if service:
+        params = {**base.parameters, "streams": 1} if base.kind == "tcp" else dict(base.parameters)
+        svc = replace(base, name=f"{base.name}-service", service=True, parameters=params,
+                      skipped_reason=no_service_path)
+        variants.append(svc)
+        if s.ipvs:
+            variants.append(replace(svc, name=f"{svc.name}-ipvs", ipvs=True, parameters=dict(params)))
+    out: list[TestDef] = []
+    for t in variants:
+        out.append(t)
+        if s.both_ways:
+            out.append(replace(t, name=f"{t.name}-reverse", reverse=True,
+                               statistic=f"{t.statistic}, server to client (iperf3 -R)",
+                               parameters={**t.parameters, "reverse": True}))
+    return out
 
 
 def calibrations(settings: SuiteSettings) -> list[str]:

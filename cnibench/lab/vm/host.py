@@ -29,7 +29,7 @@ import cnibench
 from cnibench import results
 from cnibench.errors import ExitCode
 from cnibench.lab import nsutil, preflight
-from cnibench.lab.runner import FAIL_AT_ENV, LabInterrupted, LabOptions, LabRun
+from cnibench.lab.runner import FAIL_AT_ENV, LabInterrupted, LabOptions, LabRun, note_interrupt
 from cnibench.lab.vm import accel as accel_mod
 from cnibench.lab.vm import image as image_mod
 from cnibench.lab.vm.annotate import annotate
@@ -98,10 +98,13 @@ def check_host(opts: LabOptions) -> Path:
     if busybox is None:
         problems.append("no statically linked busybox in /bin or /usr/bin: install the Debian package "
                         "busybox-static (or run scripts/setup.sh --vm)")
-    try:
-        preflight.check(latency=opts.latency, service_proxy=opts.service_proxy)
-    except preflight.PreflightError as exc:
-        problems.append(str(exc).replace("cannot run the lab:\n  - ", "").replace("\n  - ", "; "))
+    # the guest's kernel builds every datapath and IPVS: their tools are needed (the guest runs the host's)
+    for check in (lambda: preflight.check(latency=opts.latency, service_proxy=opts.service_proxy),
+                  lambda: preflight.check_feature_tools(list(opts.datapaths), ipvs=opts.ipvs and opts.service)):
+        try:
+            check()
+        except preflight.PreflightError as exc:
+            problems += str(exc).split("\n  - ")[1:]
     if problems:
         raise preflight.PreflightError("cannot run the lab in a VM:\n  - " + "\n  - ".join(problems))
     assert busybox is not None
@@ -226,9 +229,7 @@ def run_in_vm(opts: LabOptions, vm: VMOptions | None = None, console: Console | 
                        _vm_info(img, acc, vm, argv, wall), console)
         return run
     except (KeyboardInterrupt, LabInterrupted) as exc:
-        what = "SIGINT" if isinstance(exc, KeyboardInterrupt) else str(exc)
-        console.print(f"[yellow]interrupted ({what}): stopping the guest and cleaning up run {run_id}[/]")
-        run.exit_code = ExitCode.INTERRUPTED
+        note_interrupt(exc, run, console, f"stopping the guest and cleaning up run {run_id}")
         raise
     finally:
         with nsutil.signals_blocked():  # a second signal must not cut the clean-up short

@@ -8,14 +8,15 @@
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 hostname cnibench-guest  # the kernel's default is "(none)", which the reports would show
 fail() { echo "cnibench-vm: init: $*"; poweroff -f; }
-for m in @MODULES@; do insmod "/lib/modules/$m" || fail "insmod $m failed"; done
+modules="@MODULES@"  # in load order, dependencies first
+for m in $modules; do insmod "/lib/modules/$m" || fail "insmod $m failed"; done
 mkdir -p /lower /rw /newroot
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /lower \
   || fail "mounting the host's root (9p tag hostroot) failed"
 mount -t tmpfs -o mode=0755 rw /rw && mkdir -p /rw/upper /rw/work
 mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay /newroot \
   || fail "the overlay over the host's root failed"
-mkdir -p "/newroot/lib/modules/@KVER@" && mount --bind "/lower@MODDIR@" "/newroot/lib/modules/@KVER@" \
+{ mkdir -p "/newroot/lib/modules/@KVER@" && mount --bind "/lower@MODDIR@" "/newroot/lib/modules/@KVER@"; } \
   || fail "binding the kernel modules from @MODDIR@ failed"
 mount -t tmpfs -o mode=0755 tmpfs /newroot/run
 mount -t proc proc /newroot/proc; mount -t sysfs sys /newroot/sys; mount -t devtmpfs dev /newroot/dev
