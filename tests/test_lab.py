@@ -381,6 +381,18 @@ def test_datapath_table_states_the_catalogs_underlay_needs():
 
 
 @offline
+def test_every_lab_datapath_takes_the_overhead_of_the_catalog_variants_it_reproduces():
+    """The MTU the lab checks (1500 - overhead) is the catalog's prediction for those variants."""
+    from cnibench.variants import CATALOG
+
+    reproduced = {v.lab_datapath for v in CATALOG.values() if v.lab_datapath}
+    assert reproduced == set(DATAPATHS) - {"host"}
+    for v in CATALOG.values():
+        if v.lab_datapath:
+            assert DATAPATHS[v.lab_datapath].encap_overhead == v.encap_overhead, v.name
+
+
+@offline
 def test_l2_and_kernel_messages():
     from cnibench.lab.datapaths import KernelFeatureMissing, L2AdjacencyError
 
