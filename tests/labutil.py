@@ -35,8 +35,34 @@ GUARD_OFF = ("--busy-threshold", "1.0")
 def lab(run_id: str, out: Path, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     guard = () if "--busy-threshold" in args else GUARD_OFF
     cmd = [sys.executable, "-m", "cnibench.cli", "lab", "--run-id", run_id, "--out", str(out), *args, *guard]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "200", **(env or {})})
+    return run_cli(cmd, env=env, timeout=timeout)
+
+
+def run_cli(cmd: list[str], *, timeout: float, env: dict | None = None, cwd: Path | None = None,
+            ) -> subprocess.CompletedProcess:
+    """subprocess.run for a lab command, except on the way out: a timeout or Ctrl-C on pytest stops
+    it with SIGTERM, so that it cleans up after itself (subprocess.run would SIGKILL it and leave
+    its namespaces, or a guest's qemu, in place)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                            env={**os.environ, "COLUMNS": "200", **(env or {})})
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        stop(proc)
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def stop(proc: subprocess.Popen, grace: float = 120) -> None:
+    """End a lab command that is still running: SIGTERM (it cleans up), SIGKILL after ``grace`` s."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
 
 
 def root_links() -> set[str]:

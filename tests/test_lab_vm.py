@@ -23,7 +23,7 @@ from cnibench import results
 from cnibench.lab import nsutil
 from cnibench.lab.datapaths import DATAPATHS
 from cnibench.lab.vm import annotate, host
-from tests.labutil import Snapshot, new_id
+from tests.labutil import Snapshot, new_id, run_cli, stop
 
 pytestmark = [pytest.mark.lab, pytest.mark.vm]
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,8 +68,7 @@ def functional_run(tmp_path_factory):
     run_id = new_id()
     snap = Snapshot()
     t0 = time.monotonic()
-    proc = subprocess.run(_argv(run_id, out, "--functional"), capture_output=True, text=True, timeout=1500,
-                          cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
+    proc = run_cli(_argv(run_id, out, "--functional"), timeout=1500, cwd=ROOT)
     wall = time.monotonic() - t0
     doc_path = out / f"lab-{run_id}.json"
     return {"proc": proc, "run_id": run_id, "snap": snap, "wall": wall, "out": out,
@@ -140,7 +139,20 @@ def _start(run_id: str, out: Path, *args: str, env: dict | None = None) -> tuple
             lines.append(line)
 
     threading.Thread(target=read, daemon=True).start()
+    _STARTED.append(proc)
     return proc, lines
+
+
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_what_a_failed_test_left_running():
+    """A test that fails (or is interrupted) with its run still going stops it with SIGTERM, so that
+    the run kills its guest and cleans up (a SIGKILL would leave qemu running)."""
+    yield
+    while _STARTED:
+        stop(_STARTED.pop())
 
 
 def _wait_for(lines: list[str], text: str, proc: subprocess.Popen, timeout: float = 600) -> None:
@@ -151,7 +163,6 @@ def _wait_for(lines: list[str], text: str, proc: subprocess.Popen, timeout: floa
         if proc.poll() is not None:
             break
         time.sleep(0.1)
-    proc.kill()
     pytest.fail(f"never saw {text!r}; output:\n{''.join(lines)[-3000:]}")
 
 

@@ -4,6 +4,7 @@ qemu's argv, the guest's script and the document marking (no guest is booted her
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -209,3 +210,51 @@ def test_the_host_check_names_every_missing_package_at_once(tmp_path, monkeypatc
     for package in ("qemu-system-x86", "cpio", "kmod", "iperf3", "nftables", "wireguard-tools", "ipvsadm"):
         assert f"Debian package {package}" in text, package
     assert "setup.sh --vm" in text
+
+
+def _fake_image(root: Path, name: str, version: str, init_sha: str) -> Path:
+    d = root / f"{name}_{version}"
+    d.mkdir(parents=True)
+    (d / "vmlinux").write_bytes(b"\x7fELF")
+    (d / "initrd.cpio").write_bytes(b"070701")
+    manifest = {"format": image.FORMAT, "package": name, "version": version, "kernel_release": "6.1.0-1-amd64",
+                "kernel": "vmlinux", "initrd": "initrd.cpio", "init_sha256": init_sha}
+    (d / image.MANIFEST).write_text(json.dumps(manifest))
+    return d
+
+
+def test_offline_the_newest_complete_cached_image_is_used_and_said(tmp_path, monkeypatch):
+    def offline(package):
+        raise image.ImageError("apt-cache has no candidate version of linux-image-amd64 (apt's lists ...)")
+
+    monkeypatch.setenv(image.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(image, "resolve", offline)
+    with pytest.raises(image.ImageError, match="no candidate version"):  # nothing cached: apt's error
+        image.ensure(busybox=Path("/bin/busybox"), progress=lambda m: None)
+
+    old = _fake_image(tmp_path, "linux-image-6.1.0-1-amd64", "6.1.1-1", image.init_digest())
+    new = _fake_image(tmp_path, "linux-image-6.1.0-2-amd64", "6.1.2-1", image.init_digest())
+    os.utime(old, (1, 1))
+    (tmp_path / "linux-image-6.1.0-3-amd64_6.1.3-1").mkdir()  # half-built (no manifest): never used
+    said: list[str] = []
+    img = image.ensure(busybox=Path("/bin/busybox"), progress=said.append)
+    assert img.root == new.resolve() and img.manifest["version"] == "6.1.2-1"
+    assert len(said) == 1 and "no candidate version" in said[0] and "using the cached" in said[0]
+    assert "linux-image-6.1.0-2-amd64 6.1.2-1" in said[0]
+
+
+def test_offline_a_cached_image_of_an_older_init_sh_gets_a_fresh_initramfs(tmp_path, monkeypatch):
+    def offline(package):
+        raise image.ImageError("apt-cache knows no kernel package behind linux-image-amd64")
+
+    monkeypatch.setenv(image.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(image, "resolve", offline)
+    d = _fake_image(tmp_path, "linux-image-6.1.0-1-amd64", "6.1.1-1", "an-older-init")
+    rebuilt = []
+    monkeypatch.setattr(image, "_initramfs", lambda target, tree, release, busybox, moddir: rebuilt.append(target)
+                        or ["virtio_pci.ko"])
+    said: list[str] = []
+    img = image.ensure(busybox=Path("/bin/busybox"), progress=said.append)
+    assert rebuilt == [d.resolve()] and any("refreshing the initramfs" in m for m in said)
+    assert img.manifest["init_sha256"] == image.init_digest()
+    assert json.loads((d / image.MANIFEST).read_text())["init_sha256"] == image.init_digest()

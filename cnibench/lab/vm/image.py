@@ -144,13 +144,14 @@ def ensure(package: str = KERNEL_PACKAGE, *, busybox: Path, progress: Callable[[
     root = cache_dir()
     try:
         name, version = resolve(package)
+        target = root.resolve() / f"{name}_{version}"  # resolved: the guest follows no host symlink
     except ImageError as exc:
         have = cached(root)
-        if have:
-            progress(f"{exc}; using the cached {have[0].describe()}")
-            return have[0]
-        raise
-    target = root.resolve() / f"{name}_{version}"  # resolved: the guest follows no host symlink
+        if not have:
+            raise
+        progress(f"{exc}; using the cached {have[0].describe()}")
+        # the same path as a resolved one: an initramfs of an older init.sh is refreshed
+        name, version, target = have[0].manifest["package"], have[0].manifest["version"], have[0].root.resolve()
     with _locked(root):
         img = _load(target)
         if img and img.manifest.get("init_sha256") == init_digest():
